@@ -1,0 +1,89 @@
+# penguinmails.vps — two commands on a fresh Debian machine, as root:
+#   make demo   set everything up and run a whole tenant migration in the lab
+#   make test   set everything up and run every test (lint, sanity, unit, integration, lab)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+COLL_LINK := $(CURDIR)/collections/ansible_collections/penguinmails/vps
+# ansible-test wants the tree under ansible_collections/<ns>/<name>: sanity runs on a copy.
+# SANITY_DIR and SANITY_ARGS let a developer check a few files: make sanity SANITY_ARGS="--test pep8"
+SANITY_DIR ?= /tmp/penguinmails-vps-sanity
+SANITY_ROOT = $(SANITY_DIR)/ansible_collections/penguinmails/vps
+SANITY_ARGS ?=
+DEB_PACKAGES := bind9 bind9-utils openssh-server openssh-client iproute2 rsync procps
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help setup venv debs collection lint sanity ee unit integration test demo bench clean
+
+help:
+	@echo "make demo   - set up and run a whole tenant migration in the lab"
+	@echo "make test   - set up and run every test"
+	@echo "make bench  - run the benchmarks against the peer collections"
+
+setup: debs venv collection
+
+debs:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+collection:
+	@mkdir -p $(dir $(COLL_LINK))
+	@ln -sfn ../../.. $(COLL_LINK)
+
+lint: setup
+	$(BIN)/ansible-lint --profile production
+
+GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_24_2.py
+
+sanity: setup
+	@mkdir -p $(dir $(GET_PIP_CACHE)); cmp -s .ci/get_pip_offline.py $(GET_PIP_CACHE) || cp .ci/get_pip_offline.py $(GET_PIP_CACHE)
+	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
+	git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ $(SANITY_ROOT)/
+	cd $(SANITY_ROOT) && git init -q && git add -A
+	cd $(SANITY_ROOT) && $(BIN)/ansible-test sanity --venv --python 3.11 --color no $(SANITY_ARGS)
+
+# The AWX/AAP execution environment definition must produce a build context.
+ee: setup
+	rm -rf $(SANITY_DIR)/ee-context
+	$(BIN)/ansible-builder create -f docs/awx/execution-environment.yml -c $(SANITY_DIR)/ee-context --output-filename Containerfile > /dev/null
+	test -s $(SANITY_DIR)/ee-context/Containerfile
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+integration: setup
+	$(BIN)/pytest -q tests/integration
+
+test: setup
+	$(BIN)/ansible-doc -t lookup penguinmails.vps.vault > /dev/null
+	$(MAKE) --no-print-directory lint sanity ee
+	$(BIN)/pytest tests/unit tests/integration
+
+demo: setup
+	$(BIN)/python tests/lab/demo.py
+
+bench: setup
+	$(BIN)/python bench/lookup.py
+
+clean:
+	rm -rf $(CURDIR)/.build $(CURDIR)/collections tests/output
