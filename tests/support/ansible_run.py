@@ -1,0 +1,60 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run ansible-playbook against this checkout, as an operator would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV_BIN = os.path.dirname(sys.executable)
+COLLECTIONS = os.path.join(REPO, "collections")
+LINK = os.path.join(COLLECTIONS, "ansible_collections", "penguinmails", "vps")
+
+
+def ensure_collection_link():
+    if not os.path.islink(LINK):
+        os.makedirs(os.path.dirname(LINK), exist_ok=True)
+        os.symlink("../../..", LINK)
+
+
+def ansible_env(extra=None):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("VAULT_", "ANSIBLE_", "HOSTWINDS_"))
+    }
+    env.update(
+        {
+            "ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"),
+            "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS,
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_LOCAL_TEMP": os.path.join(tempfile.gettempdir(), "pm-ansible-local"),
+            "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""),
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def run_playbook(playbook, env=None, extra_vars=None, args=(), inventory=None, timeout=600, tmp_path=None):
+    """Write ``playbook`` (YAML text) to a file and run it; return the CompletedProcess."""
+    ensure_collection_link()
+    directory = str(tmp_path) if tmp_path else tempfile.mkdtemp(prefix="pm-play-")
+    path = os.path.join(directory, "playbook.yml")
+    with open(path, "w") as handle:
+        handle.write(textwrap.dedent(playbook))
+    if inventory is None:
+        inventory = os.path.join(directory, "inventory.ini")
+        with open(inventory, "w") as handle:
+            handle.write("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+    cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, path]
+    for key, value in (extra_vars or {}).items():
+        cmd += ["-e", "%s=%s" % (key, value)]
+    cmd += list(args)
+    return subprocess.run(cmd, env=ansible_env(env), capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False)
