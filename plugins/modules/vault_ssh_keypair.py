@@ -1,0 +1,308 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, penguinmails.vps developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: vault_ssh_keypair
+short_description: Create, rotate, revoke, regenerate or delete a tenant's SSH key pair in Vault
+version_added: 0.1.0
+author:
+  - penguinmails.vps developers (@penguinmails)
+description:
+  - Manages the SSH key pair of one tenant and role at C(<mount>/<tenant_id>/<role>_ssh) in a KV v2
+    mount of Vault or OpenBao, with the fields C(private_key) (OpenSSH format), C(public_key),
+    C(fingerprint) (C(SHA256:...) as C(ssh-keygen -lf) prints it), C(key_type), C(created_at),
+    C(last_rotated), C(rotation_policy), C(state), C(grace_public_key), C(grace_until) and C(downloaded_at).
+  - The key is generated on the machine that runs the module (normally the controller) and written
+    straight to Vault; it is never written to disk.
+  - Every write is a check-and-set on the version that was read (V(0) when the secret does not exist
+    yet). Of two concurrent runs on the same key exactly one wins; the other fails with a
+    check-and-set conflict and stores nothing. Replaced versions stay in the KV history.
+  - A rotation keeps the previous public key as C(grace_public_key) until C(grace_until), so hosts can
+    accept both keys during the change (see the role penguinmails.vps.ssh_access and the module
+    penguinmails.vps.authorized_key_rotate).
+options:
+  tenant_id:
+    description:
+      - The tenant id, matching C(^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$).
+    type: str
+    required: true
+  role:
+    description:
+      - Which key of the tenant, V(admin) (the operators' key) or V(tenant) (the tenant's own key).
+    type: str
+    choices: [admin, tenant]
+    required: true
+  state:
+    description:
+      - V(present) creates the key if there is none and otherwise changes nothing (it does not
+        rotate, and it does not bring back a revoked key).
+      - V(rotated) creates a missing key, and replaces the key when it is due (its last rotation is
+        O(rotation_days) or more ago) or when O(force=true). The old public key becomes the grace key.
+        A revoked key is not rotated; use V(regenerated).
+      - V(revoked) marks the key C(revoked), removes its private key and grace key from the latest
+        version (older versions keep them) and returns the public keys hosts must drop.
+      - V(regenerated) replaces the key at once, without a grace key, and makes it active and
+        downloadable again (after a revocation, a compromise or a lost key). Always changes.
+      - V(absent) soft-deletes the latest version; the history stays and can be undeleted.
+    type: str
+    choices: [present, rotated, revoked, absent, regenerated]
+    default: present
+  key_type:
+    description:
+      - Type of a new key. An existing key keeps its type until it is rotated or regenerated.
+    type: str
+    choices: [rsa, ed25519]
+    default: rsa
+  bits:
+    description:
+      - Size of a new RSA key.
+    type: int
+    default: 4096
+  rotation_days:
+    description:
+      - A key is due for rotation this many days after its last rotation. Stored as C(rotation_policy).
+    type: int
+    default: 90
+  force:
+    description:
+      - With O(state=rotated), rotate even when the key is not due.
+    type: bool
+    default: false
+  grace_hours:
+    description:
+      - After a rotation the old public key stays valid (C(grace_public_key)) for this many hours.
+        V(0) keeps no grace key.
+    type: int
+    default: 24
+  mount:
+    description:
+      - The KV v2 mount that holds the tenants' SSH keys.
+    type: str
+    default: vps
+  return_private_key:
+    description:
+      - Also return the private key of the resulting key (for example to verify a login with it).
+      - The task must set C(no_log=true); the module refuses otherwise, so the key is never shown
+        in any output. Write it to disk only with mode 0600.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - penguinmails.vps.vault
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change; generates nothing and writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the fingerprints and state before and after, never key material.
+notes:
+  - Needs the C(cryptography) Python library on the machine that runs it.
+  - With O(state=absent) the token needs the C(delete) capability, which the C(automation) policy of
+    the role penguinmails.vps.vault_setup does not grant.
+seealso:
+  - module: penguinmails.vps.vault_ssh_key_download
+  - module: penguinmails.vps.authorized_key_rotate
+"""
+
+EXAMPLES = r"""
+- name: Make sure tenant acme has an admin key
+  penguinmails.vps.vault_ssh_keypair:
+    tenant_id: acme
+    role: admin
+
+- name: Rotate the tenant key when it is 90 days old (run daily)
+  penguinmails.vps.vault_ssh_keypair:
+    tenant_id: acme
+    role: tenant
+    state: rotated
+  register: key
+
+- name: Rotate now, Ed25519, with a short grace period
+  penguinmails.vps.vault_ssh_keypair:
+    tenant_id: acme
+    role: tenant
+    state: rotated
+    force: true
+    key_type: ed25519
+    grace_hours: 1
+
+- name: Revoke the tenant key at once
+  penguinmails.vps.vault_ssh_keypair:
+    tenant_id: acme
+    role: tenant
+    state: revoked
+"""
+
+RETURN = r"""
+public_key:
+  description: The current public key (an C(authorized_keys) line). Absent when there is no key.
+  returned: when a key exists after the run
+  type: str
+  sample: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... penguinmails-acme-tenant
+fingerprint:
+  description: SHA256 fingerprint of O(public_key), as C(ssh-keygen -lf) prints it.
+  returned: when a key exists after the run
+  type: str
+  sample: SHA256:4mTOk1cvyjAT0xQXTxxbTrrC1i2Bwdf4XBJzHkLb0rA
+key_type:
+  description: Type of the current key.
+  returned: when a key exists after the run
+  type: str
+  sample: rsa
+key_state:
+  description: C(active) or C(revoked).
+  returned: when a key exists after the run
+  type: str
+  sample: active
+grace_public_key:
+  description: The previous public key, valid until RV(grace_until).
+  returned: when the key has a grace key
+  type: str
+grace_until:
+  description: End of the grace period of RV(grace_public_key) (ISO 8601, UTC).
+  returned: when the key has a grace key
+  type: str
+  sample: "2026-11-24T12:00:00Z"
+grace_expiry_time:
+  description: RV(grace_until) in the C(YYYYMMDDHHMMZ) form of the C(authorized_keys) option C(expiry-time).
+  returned: when the key has a grace key
+  type: str
+  sample: 202611241200Z
+last_rotated:
+  description: Time of the last rotation (ISO 8601, UTC).
+  returned: when a key exists after the run
+  type: str
+rotated:
+  description: Whether a new key replaced an existing one in this run (rotation or regeneration).
+  returned: always
+  type: bool
+action:
+  description: What was done, or would be done in check mode.
+  returned: always
+  type: str
+  choices: [none, created, rotated, regenerated, revoked, deleted]
+revoked_public_keys:
+  description: The public keys that no longer give access after a revocation, regeneration or deletion.
+  returned: always
+  type: list
+  elements: str
+version:
+  description: The KV version of the secret after the run (none after a deletion or in check mode).
+  returned: always
+  type: int
+path:
+  description: The secret's path, C(<mount>/<tenant_id>/<role>_ssh).
+  returned: always
+  type: str
+  sample: vps/acme/tenant_ssh
+msg:
+  description: Why nothing changed, when that is worth saying (not due, revoked, missing).
+  returned: when there is something to say
+  type: str
+private_key:
+  description: The private key (OpenSSH format); the task runs with C(no_log=true).
+  returned: when O(return_private_key=true) and a key exists
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys
+from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError
+from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
+    HAS_HVAC,
+    HVAC_IMPORT_ERROR,
+    VaultError,
+    get_client,
+    vault_argument_spec,
+)
+
+
+def result_of(plan, store, return_private_key):
+    data = plan.after or {}
+    result = dict(
+        changed=plan.changed,
+        action=plan.action,
+        rotated=plan.action in ("rotated", "regenerated") and plan.before is not None,
+        revoked_public_keys=plan.revoked_keys if plan.action in ("revoked", "regenerated", "deleted") else [],
+        version=plan.version,
+        path=store.where,
+    )
+    for field in ("public_key", "fingerprint", "key_type", "grace_public_key", "grace_until", "last_rotated"):
+        if data.get(field):
+            result[field] = data[field]
+    if data.get("state"):
+        result["key_state"] = data["state"]
+    until = keypair_store.parse_time(data.get("grace_until"))
+    if data.get("grace_public_key") and until:
+        result["grace_expiry_time"] = keypair_store.ssh_expiry_time(until)
+    if plan.message:
+        result["msg"] = plan.message
+    if return_private_key and data.get("private_key"):
+        result["private_key"] = data["private_key"]
+    return result
+
+
+def diff_of(plan):
+    def show(data):
+        if not data:
+            return "absent\n"
+        lines = ["state: %s" % data.get("state", "active"), "fingerprint: %s" % data.get("fingerprint")]
+        if data.get("grace_fingerprint"):
+            lines.append("grace_fingerprint: %s (until %s)" % (data["grace_fingerprint"], data.get("grace_until")))
+        return "\n".join(lines) + "\n"
+
+    return dict(before=show(plan.before), after=show(plan.after))
+
+
+def main():
+    argument_spec = vault_argument_spec()
+    argument_spec.update(
+        tenant_id=dict(type="str", required=True),
+        role=dict(type="str", required=True, choices=["admin", "tenant"]),
+        state=dict(type="str", default="present", choices=list(keypair_store.STATES)),
+        key_type=dict(type="str", default="rsa", choices=list(ssh_keys.KEY_TYPES)),
+        bits=dict(type="int", default=4096),
+        rotation_days=dict(type="int", default=90),
+        force=dict(type="bool", default=False),
+        grace_hours=dict(type="int", default=24),
+        mount=dict(type="str", default="vps"),
+        return_private_key=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_HVAC:
+        module.fail_json(msg=missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
+    if not ssh_keys.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=str(ssh_keys.CRYPTOGRAPHY_IMPORT_ERROR))
+    p = module.params
+    if p["return_private_key"] and not module.no_log:
+        module.fail_json(msg="return_private_key: true needs no_log: true on the task, so that the key is never shown")
+    try:
+        client = get_client(p)
+        store = keypair_store.KeypairStore(client, p["tenant_id"], p["role"], mount=p["mount"])
+        plan = store.plan(p["state"], key_type=p["key_type"], bits=p["bits"], rotation_days=p["rotation_days"],
+                          grace_hours=p["grace_hours"], force=p["force"])
+        returned = (plan.after or {}).get("private_key") if p["return_private_key"] and not module.check_mode else None
+        for data in (plan.before, plan.after):
+            if data and data.get("private_key") and data["private_key"] != returned:
+                module.no_log_values.add(data["private_key"])
+        if plan.changed and not module.check_mode:
+            store.commit(plan)
+        elif plan.changed:
+            plan.version = None
+    except (ValidationError, VaultError, ssh_keys.SSHKeyError, keypair_store.KeypairError) as exc:
+        module.fail_json(msg=str(exc))
+    result = result_of(plan, store, p["return_private_key"] and not module.check_mode)
+    if module._diff:
+        result["diff"] = diff_of(plan)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
