@@ -1,0 +1,216 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, penguinmails.vps developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: audit_event
+short_description: Record an audit event (key download, rotation, revocation, migration, ...)
+version_added: 0.1.0
+author:
+  - penguinmails.vps developers (@penguinmails)
+description:
+  - Marks a task as an audit point. The task returns the event in RV(audit_event); the callback
+    plugin P(penguinmails.vps.audit#callback) writes it to the hash-chained audit file, syslog and
+    webhook, and sends critical events to the alert webhook and alert email.
+  - The event has the fields C(timestamp), C(action), C(tenantId), C(userId), C(ipAddress),
+    C(status), C(severity) and C(details).
+  - Runs on the controller (an action plugin); it never connects to the host, so it works in a
+    C(rescue) block after the host became unreachable.
+  - O(details) is redacted before it is returned, so private keys, passwords and tokens never reach
+    the output or the audit sinks. Values under keys that look like C(password), C(token),
+    C(secret), C(private_key), C(api_key) become C(********), and so do PEM private keys, Vault
+    tokens, JWTs and C(user:password@) inside any string.
+  - "Do not set C(no_log: true) on this task: Ansible hides no_log results from callbacks, so the
+    callback can only record that an audit event was hidden (action C(audit_event_hidden))."
+options:
+  action:
+    description:
+      - The event name, matching C(^[a-z][a-z0-9_]{2,63}$).
+      - "The collection emits V(ssh_key_downloaded), V(ssh_key_rotated), V(ssh_key_revoked),
+        V(ssh_key_regenerated), V(vps_migration_completed), V(vps_migration_failed),
+        V(smtp_credentials_recovered), V(bulk_rotation_completed) and V(ssh_login_failed)."
+    type: str
+    required: true
+  status:
+    description:
+      - Outcome of the audited operation.
+    type: str
+    choices: [success, failure]
+    default: success
+  tenant_id:
+    description:
+      - The tenant the event is about.
+    type: str
+  user_id:
+    description:
+      - Who performed the operation.
+      - Defaults to the AWX/AAP user (C(awx_user_name), C(tower_user_name)), then the
+        E(PENGUINMAILS_AUDIT_USER) environment variable, then the controller's login user.
+    type: str
+  ip_address:
+    description:
+      - The address of the VPS or client involved.
+      - Defaults to the host's C(ansible_host) when that is an IP address.
+    type: str
+  details:
+    description:
+      - Event-specific data, for example C(mode) (V(auto) or V(manual)) and C(role) for
+        V(ssh_key_rotated), or C(rotatedCount) and C(failedCount) for V(bulk_rotation_completed).
+      - Redacted before it is returned or written.
+    type: dict
+    default: {}
+  severity:
+    description:
+      - V(critical) events also go to the alert webhook and alert email.
+      - "Default: V(critical) for V(vps_migration_failed) and for any O(status=failure), V(warning)
+        for V(ssh_login_failed), V(info) otherwise."
+    type: str
+    choices: [info, warning, critical]
+  redact_values:
+    description:
+      - Secret values to mask wherever they appear in O(details), for secrets that have no
+        recognisable shape (for example a short password inside a command's output).
+      - Words of 20 or more characters that mix lower case, upper case and digits are masked
+        anyway, as generated passwords and tokens.
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+    description: The event is returned in check mode too; the callback marks it with C(context.check_mode).
+  diff_mode:
+    support: none
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  action:
+    support: full
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+notes:
+  - Tag audit tasks with C(always) so that C(--tags) runs still record them.
+  - Modules may also return an C(audit_event) mapping themselves (see docs/audit.md); the callback
+    treats it the same way.
+seealso:
+  - plugin: penguinmails.vps.audit
+    plugin_type: callback
+"""
+
+EXAMPLES = r"""
+- name: Audit a manual rotation of the admin key
+  penguinmails.vps.audit_event:
+    action: ssh_key_rotated
+    tenant_id: "{{ tenant_id }}"
+    details:
+      mode: manual
+      role: admin
+      fingerprint: "{{ rotated.fingerprint }}"
+  tags: [always]
+
+- name: Migrate, and audit the outcome either way
+  block:
+    - name: Run the migration steps
+      ansible.builtin.include_tasks: migrate_steps.yml
+    - name: Audit the completed migration
+      penguinmails.vps.audit_event:
+        action: vps_migration_completed
+        tenant_id: "{{ tenant_id }}"
+        ip_address: "{{ new_vps_ip }}"
+        details:
+          reason: "{{ migration_reason }}"
+  rescue:
+    - name: Audit the failed migration (critical, alerts go out)
+      penguinmails.vps.audit_event:
+        action: vps_migration_failed
+        status: failure
+        tenant_id: "{{ tenant_id }}"
+        details:
+          failed_task: "{{ ansible_failed_task.name }}"
+          error: "{{ ansible_failed_result.msg | default('') }}"
+
+- name: Audit a bulk rotation
+  penguinmails.vps.audit_event:
+    action: bulk_rotation_completed
+    details:
+      rotatedCount: "{{ rotated_tenants | length }}"
+      failedCount: "{{ failed_tenants | length }}"
+"""
+
+RETURN = r"""
+audit_event:
+  description: The event, redacted; the audit callback adds C(context), C(seq), C(prev_hash) and C(hash) when it writes it.
+  returned: always
+  type: dict
+  contains:
+    timestamp:
+      description: ISO 8601 UTC time of the event.
+      type: str
+      sample: "2026-11-23T10:44:12.123456Z"
+    action:
+      description: The event name.
+      type: str
+      sample: ssh_key_rotated
+    tenantId:
+      description: The tenant, or null.
+      type: str
+      sample: t1
+    userId:
+      description: Who performed the operation.
+      type: str
+      sample: ops
+    ipAddress:
+      description: The address involved, or null.
+      type: str
+      sample: 203.0.113.7
+    status:
+      description: V(success) or V(failure).
+      type: str
+      sample: success
+    severity:
+      description: V(info), V(warning) or V(critical).
+      type: str
+      sample: info
+    details:
+      description: The redacted details.
+      type: dict
+      sample: {"mode": "manual", "role": "admin"}
+"""
+
+import getpass
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit import (
+    AuditError,
+    audit_event_argument_spec,
+    build_event,
+)
+
+
+def main():
+    # Normally the action plugin of the same name runs instead, on the controller; this module is
+    # the fallback when the task is sent to a host, and the source of the documentation.
+    module = AnsibleModule(argument_spec=audit_event_argument_spec(), supports_check_mode=True)
+    params = module.params
+    try:
+        event = build_event(
+            action=params["action"],
+            status=params["status"],
+            tenant_id=params["tenant_id"],
+            user_id=params["user_id"] or os.environ.get("PENGUINMAILS_AUDIT_USER") or getpass.getuser(),
+            ip_address=params["ip_address"],
+            details=params["details"],
+            severity=params["severity"],
+            no_log_values=params["redact_values"],
+        )
+    except AuditError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, audit_event=event)
+
+
+if __name__ == "__main__":
+    main()
