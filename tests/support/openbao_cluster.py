@@ -1,0 +1,181 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A real 3-node OpenBao raft cluster on loopback, for HA/fail-over tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+
+from tests.support.openbao import bao_binary, free_port, wait_until
+
+CONFIG = """
+storage "raft" {{
+  path = "{data}"
+  node_id = "{node_id}"
+  performance_multiplier = 1
+{joins}
+}}
+listener "tcp" {{
+  address = "127.0.0.1:{port}"
+  cluster_address = "127.0.0.1:{cport}"
+  tls_disable = true
+}}
+api_addr = "http://127.0.0.1:{port}"
+cluster_addr = "http://127.0.0.1:{cport}"
+disable_mlock = true
+"""
+
+
+class Node:
+    def __init__(self, workdir, index):
+        self.index = index
+        self.node_id = "node%d" % index
+        self.port = free_port()
+        self.cport = free_port()
+        self.addr = "http://127.0.0.1:%d" % self.port
+        self.dir = os.path.join(workdir, self.node_id)
+        self.proc = None
+
+    def start(self, join_addrs):
+        os.makedirs(os.path.join(self.dir, "data"), exist_ok=True)
+        joins = "".join('  retry_join {\n    leader_api_addr = "%s"\n  }\n' % addr for addr in join_addrs)
+        config = os.path.join(self.dir, "config.hcl")
+        with open(config, "w") as handle:
+            handle.write(CONFIG.format(data=os.path.join(self.dir, "data"), node_id=self.node_id, joins=joins,
+                                       port=self.port, cport=self.cport))
+        log = open(os.path.join(self.dir, "server.log"), "w")
+        self.proc = subprocess.Popen([bao_binary(), "server", "-config=%s" % config], stdout=log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, HOME=self.dir), start_new_session=True)
+        log.close()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+class OpenBaoCluster:
+    """Three raft nodes; ``addrs`` lists their API addresses; ``token`` is the root token."""
+
+    def __init__(self, size=3):
+        self.workdir = tempfile.mkdtemp(prefix="pm-openbao-raft-")
+        self.nodes = [Node(self.workdir, i + 1) for i in range(size)]
+        self.token = None
+        self.unseal_key = None
+
+    @property
+    def addrs(self):
+        return [node.addr for node in self.nodes]
+
+    def request(self, addr, method, path, payload=None, token=None, timeout=5):
+        data = json.dumps(payload).encode() if payload is not None else None
+        req = urllib.request.Request(addr + path, data=data, method=method)
+        if token or self.token:
+            req.add_header("X-Vault-Token", token or self.token)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw else {}
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw) if raw else {}
+            except ValueError:
+                return exc.code, {}
+        except OSError:
+            return None, {}
+
+    def _health(self, node):
+        status, body = self.request(node.addr, "GET", "/v1/sys/health?standbyok=true&sealedcode=200&uninitcode=200")
+        return body if status == 200 else None
+
+    def start(self):
+        first = self.nodes[0]
+        first.start([])
+        wait_until(lambda: self._health(first), 30, "raft node 1 to listen")
+        status, body = self.request(first.addr, "PUT", "/v1/sys/init", {"secret_shares": 1, "secret_threshold": 1}, timeout=60)
+        if status != 200:
+            raise RuntimeError("raft init failed: %s %s" % (status, body))
+        self.token, self.unseal_key = body["root_token"], (body.get("keys_base64") or body["keys"])[0]
+        self._unseal(first)
+        wait_until(lambda: self.leader() == first.addr, 30, "node 1 to become the active node")
+        for node in self.nodes[1:]:
+            node.start([first.addr])
+            wait_until(lambda n=node: self._health(n), 30, "%s to listen" % node.node_id)
+            self._unseal(node)
+        wait_until(lambda: len(self.voters()) == len(self.nodes), 60, "all raft peers to join as voters")
+        return self
+
+    def _unseal(self, node):
+        def unsealed():
+            self.request(node.addr, "PUT", "/v1/sys/unseal", {"key": self.unseal_key})
+            health = self._health(node)
+            return health and not health.get("sealed")
+
+        wait_until(unsealed, 60, "%s to unseal" % node.node_id, interval=0.3)
+
+    def leader(self):
+        """The API address of the active node, as the live nodes see it (None during an election)."""
+        for node in self.nodes:
+            if node.alive():
+                status, body = self.request(node.addr, "GET", "/v1/sys/leader")
+                if status == 200 and body.get("is_self") and body.get("ha_enabled"):
+                    return node.addr
+        return None
+
+    def leader_node(self):
+        address = self.leader()
+        return next((node for node in self.nodes if node.addr == address), None)
+
+    def voters(self):
+        for node in self.nodes:
+            if node.alive():
+                status, body = self.request(node.addr, "GET", "/v1/sys/storage/raft/configuration")
+                if status == 200:
+                    servers = body.get("data", {}).get("config", {}).get("servers", [])
+                    return [s["node_id"] for s in servers if s.get("voter")]
+        return []
+
+    def api(self, method, path, payload=None):
+        for node in self.nodes:
+            if node.alive():
+                status, body = self.request(node.addr, method, path, payload)
+                if status in (200, 204):
+                    return body
+        raise RuntimeError("no live node accepted %s %s" % (method, path))
+
+    def enable_kv(self, *mounts):
+        """Enable KV v2 mounts and wait until the leader finished upgrading them (reads answer 404, not 400)."""
+        for mount in mounts:
+            self.api("POST", "/v1/sys/mounts/%s" % mount, {"type": "kv", "options": {"version": "2"}})
+
+            def ready(mount=mount):
+                address = self.leader()
+                return address and self.request(address, "GET", "/v1/%s/data/probe" % mount)[0] == 404
+
+            wait_until(ready, 60, "the KV v2 mount %s to be ready" % mount)
+
+    def stop(self):
+        for node in self.nodes:
+            node.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except Exception:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()
