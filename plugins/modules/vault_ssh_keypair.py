@@ -146,7 +146,7 @@ public_key:
   type: str
   sample: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... penguinmails-acme-tenant
 fingerprint:
-  description: SHA256 fingerprint of O(public_key), as C(ssh-keygen -lf) prints it.
+  description: SHA256 fingerprint of RV(public_key), as C(ssh-keygen -lf) prints it.
   returned: when a key exists after the run
   type: str
   sample: SHA256:4mTOk1cvyjAT0xQXTxxbTrrC1i2Bwdf4XBJzHkLb0rA

@@ -185,7 +185,7 @@ def test_ssh_login_failures_info_parses_syslog_and_iso_logs(tmp_path):
     iso = tmp_path / "journal.log"
     iso.write_text(ISO)
     result, _unused = run_module("penguinmails.vps.ssh_login_failures_info",
-                           {"path": [str(auth), str(iso), str(tmp_path / "gone.log")]}, tmp_path=tmp_path)
+                                 {"path": [str(auth), str(iso), str(tmp_path / "gone.log")]}, tmp_path=tmp_path)
     assert result["count"] == 5
     assert result["sources"] == {"198.51.100.4": 2, "198.51.100.5": 2, "2001:db8::7": 1}
     assert result["users"] == {"root": 2, "bob": 2, "admin": 1}
@@ -199,10 +199,10 @@ def test_ssh_login_failures_info_parses_syslog_and_iso_logs(tmp_path):
     assert result["failures"][2]["invalid_user"] is True and result["failures"][2]["method"] == "password"
 
     later, _unused = run_module("penguinmails.vps.ssh_login_failures_info",
-                          {"path": [str(iso)], "since": "2026-06-01T10:59:00Z", "max_entries": 5}, tmp_path=tmp_path, check=True)
+                                {"path": [str(iso)], "since": "2026-06-01T10:59:00Z", "max_entries": 5}, tmp_path=tmp_path, check=True)
     assert later["count"] == 1 and later["truncated"] is False
     limited, _unused = run_module("penguinmails.vps.ssh_login_failures_info",
-                            {"path": [str(auth)], "max_entries": 2}, tmp_path=tmp_path)
+                                  {"path": [str(auth)], "max_entries": 2}, tmp_path=tmp_path)
     assert limited["count"] == 4 and len(limited["failures"]) == 2 and limited["truncated"] is True
     bad, _unused = run_module("penguinmails.vps.ssh_login_failures_info", {"path": [str(auth)], "since": "soon"}, tmp_path=tmp_path)
     assert bad["failed"] and "invalid since 'soon'" in bad["msg"]

@@ -140,7 +140,7 @@ def test_no_key_in_dns_fails_at_dkim(mail, dns, tmp_path):
 
 def test_signature_for_another_domain_fails_at_dkim(mail, dns, tmp_path):
     result, _unused = check(mail, dns, tmp_path, dkim_selector="dkim", dkim_domain="mailcheck.test",
-                      user="admin@wrongkey.test", password=OTHER_PASSWORD)
+                            user="admin@wrongkey.test", password=OTHER_PASSWORD)
     assert result["failed_stage"] == "dkim"
     assert "signed for d=wrongkey.test, expected d=mailcheck.test" in result["msg"]
 
@@ -168,7 +168,7 @@ def test_validate_certs_refuses_the_self_signed_certificate(mail, dns, tmp_path)
 
 def test_ca_cert_makes_the_certificate_verify(mail, dns, tmp_path):
     result, _unused = check(mail, dns, tmp_path, validate_certs=True, ca_cert=mail.cert_path,
-                      tls_server_name="mail.mailcheck.test", port=465)
+                            tls_server_name="mail.mailcheck.test", port=465)
     assert not result.get("failed"), result
     assert "not verified" not in result["stages"]["tls"]["msg"]
 

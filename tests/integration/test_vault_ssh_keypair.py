@@ -13,7 +13,6 @@ import sys
 import textwrap
 import uuid
 
-import pytest
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import ssh_keys
 from tests.support.ansible_run import REPO, ansible_env, ensure_collection_link, run_playbook
