@@ -23,6 +23,11 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.validators import
     tenant_record_path,
     validate_tenant_id,
 )
+from ansible_collections.penguinmails.vps.plugins.module_utils.timeutil import (  # noqa: F401 - re-exported
+    format_time,
+    parse_time,
+    utcnow,
+)
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import VaultError
 
 DEFAULT_ROTATION_DAYS = 90
@@ -106,38 +111,8 @@ def _epoch_iso(value):
 
 
 # ---------------------------------------------------------------------------------------
-# Time helpers
+# Rotation policy
 # ---------------------------------------------------------------------------------------
-def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-
-
-def format_time(moment):
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text):
-    """An ISO 8601 time (``Z`` or an offset; naive means UTC) or ``None``."""
-    if isinstance(text, datetime.datetime):
-        moment = text
-    else:
-        if not text or not isinstance(text, str):
-            return None
-        value = text.strip()
-        if value.endswith("Z") or value.endswith("z"):
-            value = value[:-1] + "+00:00"
-        match = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)$", value)
-        if match:  # fromisoformat before Python 3.11 wants exactly 3 or 6 fraction digits
-            value = "%s.%s%s" % (match.group(1), (match.group(2) + "000000")[:6], match.group(3))
-        try:
-            moment = datetime.datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.astimezone(datetime.timezone.utc)
-
-
 def rotation_days(policy):
     """Days of a ``<n>_days`` rotation policy, or ``None`` when it is not of that form."""
     match = _POLICY_RE.match(str(policy or ""))

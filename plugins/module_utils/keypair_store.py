@@ -31,12 +31,17 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.validators import
     validate_role,
     validate_tenant_id,
 )
+from ansible_collections.penguinmails.vps.plugins.module_utils.timeutil import (  # noqa: F401 - re-exported
+    TIME_FORMAT,
+    format_time,
+    parse_time,
+    utcnow,
+)
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import VaultNotFound
 
 STATES = ("present", "rotated", "revoked", "absent", "regenerated")
 ACTIVE = "active"
 REVOKED = "revoked"
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # The fields a caller may see: everything but the private key.
 PUBLIC_FIELDS = (
     "public_key",
@@ -61,30 +66,6 @@ class KeypairError(Exception):
 # ---------------------------------------------------------------------------------------
 # Time
 # ---------------------------------------------------------------------------------------
-def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-
-
-def format_time(moment):
-    return moment.astimezone(datetime.timezone.utc).strftime(TIME_FORMAT)
-
-
-def parse_time(text):
-    """Parse an ISO 8601 UTC time as stored here (``...Z``); ``None`` when absent or unreadable."""
-    if not text or not isinstance(text, str):
-        return None
-    value = text.strip()
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    try:
-        moment = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.astimezone(datetime.timezone.utc)
-
-
 def ssh_expiry_time(moment):
     """``YYYYMMDDHHMMZ`` for an ``authorized_keys`` ``expiry-time=`` option (rounded up to the minute)."""
     moment = moment.astimezone(datetime.timezone.utc)

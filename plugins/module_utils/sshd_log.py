@@ -20,6 +20,8 @@ __metaclass__ = type
 import datetime
 import re
 
+from ansible_collections.penguinmails.vps.plugins.module_utils.timeutil import parse_time
+
 _FAILED_RE = re.compile(
     r"Failed (?P<method>[a-z-]+) for (?P<invalid>invalid user )?(?P<user>\S*) from (?P<ip>[0-9A-Fa-f:.]+)"
     r" port (?P<port>\d+)(?: ssh2)?(?:: (?P<keytype>[A-Z0-9-]+) (?P<fingerprint>SHA256:\S+))?"
@@ -37,18 +39,7 @@ _MONTHS = dict((m, i) for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", 
 def _line_time(line, now):
     match = _ISO_TIME_RE.match(line)
     if match:
-        value = match.group("iso")
-        if value.endswith("Z"):
-            value = value[:-1] + "+00:00"
-        value = re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", value)
-        value = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], value)
-        try:
-            moment = datetime.datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.timezone.utc)
-        return moment.astimezone(datetime.timezone.utc)
+        return parse_time(match.group("iso"))
     match = _SYSLOG_TIME_RE.match(line)
     if match:
         # Classic syslog has no year nor zone: the controller's UTC year, or last year for a future date.

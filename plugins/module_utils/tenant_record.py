@@ -29,9 +29,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import datetime
 import re
 
+from ansible_collections.penguinmails.vps.plugins.module_utils import timeutil
+from ansible_collections.penguinmails.vps.plugins.module_utils.timeutil import format_time
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import (
     ValidationError,
     tenant_record_path,
@@ -66,14 +67,8 @@ class RecordError(Exception):
 # Time
 # ---------------------------------------------------------------------------------------
 def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-def format_time(moment, millis=False):
-    moment = moment.astimezone(datetime.timezone.utc)
-    if millis:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Now, to the microsecond: step times of a migration are recorded in milliseconds."""
+    return timeutil.utcnow(precise=True)
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import uuid
 
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import ssh_keys
-from tests.support.ansible_run import REPO, ansible_env, ensure_collection_link, run_playbook
+from tests.support.ansible_run import REPO, ansible_env, ensure_collection_link, run_tasks
 
 _ids = itertools.count()
 OUTPUTS = []  # every stdout/stderr of this module's runs: checked for private keys at the end
@@ -26,28 +26,11 @@ def tenant():
 
 
 def play(server, tasks, tmp_path, args=(), expect_rc=0):
-    """Run ``tasks`` on localhost; every registered variable named r_* is returned as JSON."""
-    out = tmp_path / ("results-%d.json" % next(_ids))
-    body = textwrap.indent(textwrap.dedent(tasks).strip(), "    ")
-    playbook = """
-- hosts: localhost
-  gather_facts: false
-  tasks:
-%s
-    - name: Dump results
-      ansible.builtin.copy:
-        content: >-
-          {{ lookup('ansible.builtin.varnames', '^r_') | split(',') | map('extract', vars) | list
-             | zip(lookup('ansible.builtin.varnames', '^r_') | split(',')) | map('reverse')
-             | community.general.dict | to_json }}
-        dest: %s
-        mode: "0600"
-      when: dump | default(true)
-""" % (body, out)
-    result = run_playbook(playbook, env=server.env(), args=args, tmp_path=tmp_path)
+    """Run ``tasks`` on localhost; every registered variable named r_* is returned."""
+    results, result = run_tasks(tasks, tmp_path, env=server.env(), args=args)
     OUTPUTS.append(result.stdout + result.stderr)
     assert result.returncode == expect_rc, result.stdout[-4000:] + result.stderr[-2000:]
-    return json.loads(out.read_text()) if out.exists() else {}, result
+    return results, result
 
 
 def versions(server, tid, role="tenant"):

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
+import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -58,3 +60,29 @@ def run_playbook(playbook, env=None, extra_vars=None, args=(), inventory=None, t
         cmd += ["-e", "%s=%s" % (key, value)]
     cmd += list(args)
     return subprocess.run(cmd, env=ansible_env(env), capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False)
+
+
+RESULTS_TASK = """
+    - name: Dump the registered results
+      ansible.builtin.copy:
+        content: >-
+          {{ lookup('ansible.builtin.varnames', '^r_') | split(',') | map('extract', vars) | list
+             | zip(lookup('ansible.builtin.varnames', '^r_') | split(',')) | map('reverse')
+             | community.general.dict | to_json }}
+        dest: %s
+        mode: "0600"
+      when: dump | default(true)
+"""
+
+
+def run_tasks(tasks, tmp_path, env=None, args=(), name="results"):
+    """Run ``tasks`` (YAML, any indent) in one localhost play; return (registered ``r_*`` results, CompletedProcess)."""
+    out = os.path.join(str(tmp_path), "%s-%s.json" % (name, uuid.uuid4().hex[:12]))
+    body = textwrap.indent(textwrap.dedent(tasks).strip(), "    ")
+    playbook = "- hosts: localhost\n  gather_facts: false\n  tasks:\n%s\n%s" % (body, RESULTS_TASK % out)
+    result = run_playbook(playbook, env=env, args=args, tmp_path=tmp_path)
+    results = {}
+    if os.path.exists(out):
+        with open(out) as handle:
+            results = json.load(handle)
+    return results, result
