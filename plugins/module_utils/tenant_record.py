@@ -37,6 +37,7 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.validators import
     ValidationError,
     tenant_record_path,
     validate_domain,
+    validate_selector,
     validate_tenant_id,
 )
 
@@ -54,7 +55,7 @@ STEPS = (
     "old_vps_destroyed",
 )
 # Scalar fields a caller may set with state=present.
-FIELDS = ("domain", "vps_id", "vps_ip", "vps_name", "plan", "region")
+FIELDS = ("domain", "vps_id", "vps_ip", "vps_name", "plan", "region", "dkim_selector")
 SERVER_NAME_FORMAT = "pm-%s-%d"
 _SERVER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
@@ -168,6 +169,8 @@ def _set_fields(data, request):
             continue
         if field == "domain":
             value = validate_domain(value)
+        elif field == "dkim_selector":
+            value = validate_selector(value)
         elif field in ("vps_id", "vps_ip", "vps_name"):
             value = text(value, field.replace("_", " "))
         else:

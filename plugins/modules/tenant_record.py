@@ -15,7 +15,7 @@ author:
   - penguinmails.vps developers (@penguinmails)
 description:
   - Manages the record C(<mount>/<tenant_id>/record) of one tenant in a KV v2 mount of Vault or OpenBao,
-    with the fields C(domain), C(vps_id), C(vps_ip), C(vps_name), C(plan), C(region), C(migrated_at),
+    with the fields C(domain), C(vps_id), C(vps_ip), C(vps_name), C(plan), C(region), C(dkim_selector), C(migrated_at),
     C(migration_reason), C(previous_vps_id), C(previous_vps_ip) and C(previous_vps_name).
   - While a migration runs, the mapping C(migration) in the record holds what a rerun needs to resume
     it instead of starting over, see RV(migration). When the migration completes it becomes
@@ -34,7 +34,7 @@ options:
     description:
       - V(query) reads the record and changes nothing.
       - V(present) sets the fields given (O(domain), O(vps_id), O(vps_ip), O(vps_name), O(plan),
-        O(region)) and keeps the others; it creates the record if there is none.
+        O(region), O(dkim_selector)) and keeps the others; it creates the record if there is none.
       - V(migrating) starts a migration, or resumes the one in progress, and records O(step),
         O(new_vps_id) and O(new_vps_ip). A new migration needs O(reason); its server name is
         O(server_name) or C(pm-<tenant_id>-<n>) with C(n) one more than the highest number the record
@@ -72,6 +72,11 @@ options:
   region:
     description:
       - The region or location of the VPS (O(state=present) or O(state=migrated)).
+    type: str
+  dkim_selector:
+    description:
+      - The DKIM selector Mailu signs with (O(state=present)); set when DKIM keys rotate to a new selector,
+        read by the migration (default V(dkim)).
     type: str
   reason:
     description:
@@ -252,6 +257,7 @@ def main():
         vps_name=dict(type="str"),
         plan=dict(type="str"),
         region=dict(type="str"),
+        dkim_selector=dict(type="str"),
         reason=dict(type="str", choices=list(tenant_record.REASONS)),
         step=dict(type="str", choices=list(tenant_record.STEPS)),
         server_name=dict(type="str"),

@@ -50,6 +50,13 @@ def test_present_rejects_bad_values():
         tr.plan("../x", "query", None, 0, T0, {})
 
 
+def test_present_records_the_dkim_selector():
+    planned = run("present", dict(OLD), dkim_selector="d20261123")
+    assert planned.changed and planned.after == dict(OLD, dkim_selector="d20261123")
+    with pytest.raises(ValidationError):
+        run("present", dict(OLD), dkim_selector="../x")
+
+
 def test_next_server_name():
     assert tr.next_server_name("acme", OLD) == "pm-acme-2"
     assert tr.next_server_name("acme", {"vps_name": "pm-acme-7", "previous_vps_name": "pm-acme-9"}) == "pm-acme-10"
