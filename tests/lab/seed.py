@@ -279,8 +279,13 @@ def run_migrate(desc, tenant, workdir, reason="compromise", extra_vars=None, **k
     return run_lab_playbook(desc, tenant, workdir, PLAYBOOK, values, **kwargs)
 
 
-def run_lab_playbook(desc, tenant, workdir, playbook, extra_vars=None, audit_file=None, timeout=600, popen=False):
-    """Run a playbook of the collection for ``tenant`` against the lab, with the audit callback on."""
+def run_lab_playbook(desc, tenant, workdir, playbook, extra_vars=None, audit_file=None, timeout=600, popen=False,
+                     args=(), hosts=()):
+    """Run a playbook of the collection for ``tenant`` against the lab, with the audit callback on.
+
+    ``args`` go to ansible-playbook (e.g. ``-vvvv``); ``hosts`` ({"name", "ip"}) are added to the inventory,
+    reached as root with the lab's controller key.
+    """
     ensure_collection_link()
     os.makedirs(workdir, exist_ok=True)
     values = lab_vars(desc, tenant)
@@ -293,11 +298,15 @@ def run_lab_playbook(desc, tenant, workdir, playbook, extra_vars=None, audit_fil
     inventory = os.path.join(workdir, "inventory.ini")
     with open(inventory, "w") as handle:
         handle.write("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+        for host in hosts:
+            handle.write("%s ansible_host=%s ansible_user=root ansible_ssh_private_key_file=%s "
+                         "ansible_python_interpreter=/usr/bin/python3 ansible_ssh_common_args='%s'\n"
+                         % (host["name"], host["ip"], desc["ssh"]["private_key"], " ".join(SSH_OPTIONS[:4])))
     env = {key: value for key, value in desc["env"].items() if key != "PM_LAB_STATE"}
     env["ANSIBLE_CALLBACKS_ENABLED"] = "penguinmails.vps.audit"
     env["PENGUINMAILS_AUDIT_FILE"] = audit_file or os.path.join(workdir, "audit.jsonl")
     cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, playbook,
-           "-e", "tenant_id=%s" % tenant.tenant_id, "-e", "@%s" % vars_file]
+           "-e", "tenant_id=%s" % tenant.tenant_id, "-e", "@%s" % vars_file] + list(args)
     kwargs = dict(env=ansible_env(env), cwd=REPO, stdin=subprocess.DEVNULL)
     if popen:
         log = open(os.path.join(workdir, "migrate.log"), "ab")
