@@ -1,0 +1,183 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/report.yml against a real OpenBao: both files, urgency order, statuses, modes, no secrets."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import secrets
+import stat
+import subprocess
+import sys
+
+from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys
+from ansible_collections.penguinmails.vps.plugins.module_utils import vault_client as vc
+from tests.support.ansible_run import REPO, VENV_BIN, ansible_env, ensure_collection_link
+from tests.support.openbao import free_port
+
+NOW = datetime.datetime(2026, 6, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+PLAYBOOK = os.path.join(REPO, "playbooks", "report.yml")
+SECRET_MARKERS = ("PRIVATE KEY", "smtp-Secret", "b3BlbnNzaC1rZXktdjE")  # PEM header, the password, OpenSSH key body
+
+
+def days_ago(days):
+    return keypair_store.format_time(NOW - datetime.timedelta(days=days))
+
+
+def put_key(client, tenant, role, age_days, state="active", downloaded=False):
+    """A real key pair stored the way vault_ssh_keypair stores it, last rotated age_days before NOW."""
+    pair = ssh_keys.generate_keypair("ed25519", comment="%s-%s" % (tenant, role))
+    record = keypair_store.record_created(pair, NOW - datetime.timedelta(days=age_days), 90)
+    if downloaded:
+        record = keypair_store.record_downloaded(record, NOW - datetime.timedelta(days=age_days - 1))
+    if state == "revoked":
+        record = keypair_store.record_revoked(record, NOW - datetime.timedelta(days=1))
+    client.write("vps", "%s/%s_ssh" % (tenant, role), record)
+    return pair
+
+
+def complete_tenant(client, tenant, admin_age, tenant_age, tenant_state="active"):
+    """Both keys, a record, SMTP admin credentials and a DKIM key."""
+    pairs = [put_key(client, tenant, "admin", admin_age),
+             put_key(client, tenant, "tenant", tenant_age, state=tenant_state, downloaded=True)]
+    domain = "%s.example.com" % tenant
+    client.write("vps", "%s/record" % tenant, {"domain": domain, "vps_ip": "203.0.113.7"})
+    client.write("smtp", "%s/admin" % tenant, {"username": "admin@" + domain, "password": "smtp-Secret-%s" % tenant})
+    client.write("dkim", "%s/dkim" % domain, {"private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+                                              "public_key": "MIIB"})
+    return pairs
+
+
+def seed(client, prefix):
+    """fresh (ok), soon (admin due in 5 days: warning), revoked (tenant key revoked: warning),
+    due (admin overdue: critical), bare (admin key missing, nothing else: critical)."""
+    names = dict((kind, "%s-%s" % (prefix, kind)) for kind in ("fresh", "soon", "revoked", "due", "bare"))
+    pairs = []
+    pairs += complete_tenant(client, names["fresh"], admin_age=3, tenant_age=3)
+    pairs += complete_tenant(client, names["soon"], admin_age=85, tenant_age=10)
+    pairs += complete_tenant(client, names["revoked"], admin_age=2, tenant_age=20, tenant_state="revoked")
+    pairs += complete_tenant(client, names["due"], admin_age=100, tenant_age=30)
+    pairs.append(put_key(client, names["bare"], "tenant", 1))
+    return names, pairs
+
+
+def run_report(server, report_dir, extra_vars=(), inventory=None):
+    ensure_collection_link()
+    if inventory is None:
+        inventory = os.path.join(os.path.dirname(str(report_dir)), "inventory.ini")
+        with open(inventory, "w") as handle:
+            handle.write("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+    cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, PLAYBOOK,
+           "-e", "report_dir=%s" % report_dir, "-e", "report_now=%s" % keypair_store.format_time(NOW)]
+    for item in extra_vars:
+        cmd += ["-e", item]
+    proc = subprocess.run(cmd, env=ansible_env(server.env()), capture_output=True, text=True, timeout=300, cwd=REPO,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    for marker in SECRET_MARKERS:
+        assert marker not in proc.stdout + proc.stderr
+    return proc
+
+
+def read_outputs(report_dir):
+    outputs = {}
+    for ext in ("html", "md"):
+        path = os.path.join(str(report_dir), "key-health.%s" % ext)
+        assert os.path.isfile(path), path
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+        with open(path) as handle:
+            outputs[ext] = handle.read()
+    return outputs
+
+
+def assert_no_secrets(text, pairs):
+    for marker in SECRET_MARKERS:
+        assert marker not in text
+    for pair in pairs:
+        body = "".join(pair.private_key.strip().splitlines()[1:-1])
+        assert body[:40] not in text and body[-40:] not in text
+
+
+def test_report_files_order_statuses_and_no_secrets(openbao, tmp_path):
+    client = vc.get_client({"url": openbao.addr, "token": openbao.token})
+    names, pairs = seed(client, "rp" + secrets.token_hex(3))
+    report_dir = tmp_path / "out"
+    ids = [names[k] for k in ("fresh", "revoked", "bare", "soon", "due")]
+    run_report(openbao, report_dir, ["tenant_ids=%s" % ",".join(ids)])
+    outputs = read_outputs(report_dir)
+    expected_order = [names[k] for k in ("bare", "due", "soon", "revoked", "fresh")]
+
+    md = outputs["md"]
+    rows = [line for line in md.splitlines() if re.match(r"^\| \d+ \|", line)]
+    assert [row.split("|")[3].strip() for row in rows] == expected_order
+    levels = ["critical", "critical", "warning", "warning", "ok"]
+    assert [row.split("|")[2].strip() for row in rows] == ["**%s**" % level for level in levels]
+    assert "5 tenant(s)" in md and "**2 critical**, 2 warning, 1 ok" in md
+    key_rows = [[c.strip() for c in line.split("|")[1:-1]] for line in md.splitlines() if re.match(r"^\| [\d ]*\| ", line)]
+    by_tenant, current = {}, None
+    for row in key_rows:
+        current = row[2] or current
+        by_tenant[(current, row[4])] = row
+    assert by_tenant[(names["due"], "admin")][5] == "expired"
+    assert by_tenant[(names["due"], "admin")][6] == "100 d"
+    assert by_tenant[(names["due"], "admin")][7] == days_ago(100)
+    assert by_tenant[(names["revoked"], "tenant")][5] == "revoked"
+    assert by_tenant[(names["revoked"], "tenant")][8:10] == ["-", "-"]  # a revoked key has no next rotation
+    assert by_tenant[(names["bare"], "admin")][5] == "missing"
+    fresh_admin = by_tenant[(names["fresh"], "admin")]
+    assert fresh_admin[5] == "active" and fresh_admin[6] == "3 d" and fresh_admin[7] == days_ago(3)
+    assert fresh_admin[8] == days_ago(3 - 90) and fresh_admin[9] == "87 d"
+    assert fresh_admin[11] == "yes" and fresh_admin[12] == "dkim"
+    assert by_tenant[(names["fresh"], "tenant")][10].startswith("yes, ")
+    assert by_tenant[(names["bare"], "admin")][11] == "**no**" and by_tenant[(names["bare"], "admin")][12] == "**no**"
+    assert "admin key rotation overdue by 10 day(s)" in md and "admin key rotation due in 5 day(s)" in md
+
+    html = outputs["html"]
+    assert re.findall(r'<tr class="(\w+)" data-tenant="([^"]+)">\s*<td rowspan', html) == [
+        ("critical", names["bare"]), ("critical", names["due"]), ("warning", names["soon"]),
+        ("warning", names["revoked"]), ("ok", names["fresh"])]
+    assert '<td class="status-expired">expired</td>' in html and '<td class="status-revoked">revoked</td>' in html
+    assert html.count("<tr class=") == 2 * 5  # two rows per tenant
+
+    for text in outputs.values():
+        assert_no_secrets(text, pairs)
+
+
+def test_report_every_tenant_and_failed_logins(fresh_openbao, tmp_path):
+    """Without tenant_ids every tenant is reported; a hosts group adds the failed SSH logins section
+    (a host that is down is listed as not read)."""
+    client = vc.get_client({"url": fresh_openbao.addr, "token": fresh_openbao.token})
+    names, pairs = seed(client, "all")
+    log = tmp_path / "auth.log"
+    log.write_text(
+        "Jun  1 09:00:01 vps1 sshd[100]: Failed publickey for root from 198.51.100.4 port 40022 ssh2: ED25519 SHA256:AbCdEf\n"
+        "Jun  1 10:15:00 vps1 sshd[101]: Invalid user bob from 198.51.100.5 port 50000\n"
+        "Jun  1 10:15:02 vps1 sshd[101]: Failed password for invalid user bob from 198.51.100.5 port 50000 ssh2\n"
+        "Jun  1 10:16:02 vps1 sshd[102]: Failed password for root from 198.51.100.4 port 50001 ssh2\n"
+        "Jun  1 10:16:09 vps1 sshd[102]: Failed password for root from 198.51.100.4 port 50001 ssh2\n"
+    )
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        "localhost ansible_connection=local ansible_python_interpreter={py}\n\n[penguinmails_vps]\n"
+        "vps1 ansible_connection=local ansible_python_interpreter={py}\n"
+        # a VPS that is down: listed as not read, the report is still written
+        "vps2 ansible_host=127.0.0.1 ansible_port={port} ansible_ssh_common_args='-o ConnectTimeout=5'\n"
+        .format(py=sys.executable, port=free_port()))
+    report_dir = tmp_path / "reports"
+    proc = run_report(fresh_openbao, report_dir, ["report_auth_log_path=%s" % log, "report_since=2000-01-01T00:00:00Z"],
+                      inventory=str(inventory))
+    assert "Audit the failed logins" in proc.stdout
+    outputs = read_outputs(report_dir)
+    md, html = outputs["md"], outputs["html"]
+    for name in names.values():
+        assert name in md and name in html
+    assert "5 tenant(s)" in md
+    assert "## Failed SSH logins" in md
+    assert re.search(r"^\| vps1 \| 5 \| 1 \| 198\.51\.100\.4: 3, 198\.51\.100\.5: 2 \|$", md, re.M), md
+    assert re.search(r"^Not read:\n- vps2: ", md, re.M), md
+    assert "<li>vps2: " in html
+    assert '<table id="ssh-failures">' in html and "198.51.100.4: 3, 198.51.100.5: 2" in html
+    for text in outputs.values():
+        assert_no_secrets(text, pairs)
