@@ -84,6 +84,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/lookup.py
+	$(BIN)/python bench/keypair.py
+	$(BIN)/python bench/authorized_keys.py
+	$(BIN)/python bench/rotate_all.py
+	$(BIN)/python bench/fanout.py
 
 clean:
 	rm -rf $(CURDIR)/.build $(CURDIR)/collections tests/output

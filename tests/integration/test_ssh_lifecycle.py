@@ -1,0 +1,377 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The SSH key lifecycle playbooks (rotate, revoke, regenerate, download_key, rotate_all) end to end.
+
+Every test runs the collection's playbooks with ansible-playbook against lab hosts (real sshd in a
+network namespace) and the lab's OpenBao. Logins are tried with the OpenSSH client from the
+controller, so sshd itself decides which key works (including ``expiry-time``).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import subprocess
+import threading
+import uuid
+
+import pytest
+
+from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys
+from ansible_collections.penguinmails.vps.plugins.module_utils import vault_client as vc
+from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import VaultCASConflict
+from tests.support.ansible_run import REPO, VENV_BIN, ansible_env, ensure_collection_link
+
+PLAYBOOKS = os.path.join(REPO, "playbooks")
+UTC = datetime.timezone.utc
+SSH_OPTS = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
+OUTPUTS = []  # every playbook output of this module: checked for private keys at the end
+
+
+def new_tenant(prefix):
+    return "%s%s" % (prefix, uuid.uuid4().hex[:10])
+
+
+def tenant_user(tenant_id):
+    return "tenant-" + tenant_id[:8]
+
+
+class Env(object):
+    """One tenant on one lab host, with helpers to run the playbooks and try logins."""
+
+    def __init__(self, lab, host, tenant_id, tmp_path, mount="vps"):
+        self.lab, self.host, self.tenant_id, self.tmp, self.mount = lab, host, tenant_id, tmp_path, mount
+        self.client = vc.get_client({"url": lab["vault"]["addr"], "token": lab["vault"]["token"]})
+        self.inventory = lab.inventory(tmp_path, [host])
+        self.audit_file = tmp_path / "audit.jsonl"
+        self._n = 0
+
+    def play(self, name, expect_rc=0, **extra):
+        ensure_collection_link()
+        extra.setdefault("penguinmails_vault_vps_mount", self.mount)
+        cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.inventory, os.path.join(PLAYBOOKS, name + ".yml"),
+               "-e", json.dumps(extra)]
+        env = ansible_env(dict(self.lab.env(), ANSIBLE_CALLBACKS_ENABLED="penguinmails.vps.audit",
+                               PENGUINMAILS_AUDIT_FILE=str(self.audit_file), PENGUINMAILS_AUDIT_USER="ops-test"))
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
+        OUTPUTS.append(result.stdout + result.stderr)
+        output = result.stdout[-6000:] + result.stderr[-3000:]
+        if expect_rc is not None:
+            assert result.returncode == expect_rc, output
+        assert "Traceback" not in result.stdout + result.stderr, output
+        return result
+
+    def secret(self, role, version=None):
+        return self.client.read(self.mount, "%s/%s_ssh" % (self.tenant_id, role), version=version)
+
+    def key_file(self, private_key, name):
+        self._n += 1
+        path = str(self.tmp / ("%s-%d-%s.key" % (name, self._n, uuid.uuid4().hex[:8])))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(private_key)
+        return path
+
+    def user(self, role):
+        return "root" if role == "admin" else tenant_user(self.tenant_id)
+
+    def can_login(self, private_key, role):
+        key = self.key_file(private_key, role)
+        env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+        result = subprocess.run(["ssh", "-i", key] + SSH_OPTS + ["%s@%s" % (self.user(role), self.host["ip"]), "id -un"],
+                                capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL, check=False)
+        return result.returncode == 0 and result.stdout.strip() == self.user(role)
+
+    def authorized_keys(self, role):
+        home = "/root" if role == "admin" else "/home/" + tenant_user(self.tenant_id)
+        result = self.lab.host_exec(self.host["name"], ["cat", home + "/.ssh/authorized_keys"])
+        return result.stdout if result.returncode == 0 else ""
+
+    def private_key_of(self, role, public_key):
+        """The private key of ``public_key`` from the KV history (every version is kept)."""
+        meta = self.client.metadata(self.mount, "%s/%s_ssh" % (self.tenant_id, role))
+        for version in range(int(meta["current_version"]), 0, -1):
+            data = self.secret(role, version).data
+            if data.get("public_key") == public_key and data.get("private_key"):
+                return data["private_key"]
+        raise AssertionError("no private key for that public key in the history")
+
+    def audit_events(self):
+        if not self.audit_file.exists():
+            return []
+        return [json.loads(line) for line in self.audit_file.read_text().splitlines() if line.strip()]
+
+
+def _parse(line):
+    """(expiry-time or None, key blob) of an authorized_keys line written by authorized_key_rotate."""
+    match = re.match(r'^(?:expiry-time="(\d{12}Z)" )?(\S+) (\S+)', line)
+    assert match, line
+    return match.group(1) or "", match.group(3)
+
+
+@pytest.fixture(scope="module")
+def hosts(lab):
+    """Lab hosts made on demand, one per test, destroyed at the end of the module."""
+    made = []
+
+    def make(name):
+        made.append(name)
+        return lab.create_host(name)
+
+    yield make
+    for name in made:
+        lab.destroy_host(name)
+
+
+@pytest.fixture()
+def tenant_env(lab, hosts, tmp_path, request):
+    name = re.sub(r"[^a-z0-9]", "", request.node.name.replace("test_", ""))[:8] or "host"
+    host = hosts(name + uuid.uuid4().hex[:3])
+    env = Env(lab, host, new_tenant(name[:4]), tmp_path)
+    env.client.write("vps", "%s/record" % env.tenant_id, {"vps_ip": host["ip"]}, cas=0)
+    return env
+
+
+def test_rotate_keeps_the_old_key_for_its_grace_and_sshd_enforces_the_expiry(tenant_env):
+    t = tenant_env
+    t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519")
+    first = {role: t.secret(role).data for role in ("admin", "tenant")}
+    for role in ("admin", "tenant"):
+        assert t.can_login(first[role]["private_key"], role), role
+    assert not t.can_login(first["tenant"]["private_key"], "admin")
+
+    t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519", force=True)
+    second = {role: t.secret(role).data for role in ("admin", "tenant")}
+    for role in ("admin", "tenant"):
+        assert second[role]["public_key"] != first[role]["public_key"]
+        assert second[role]["grace_public_key"] == first[role]["public_key"]
+        assert t.can_login(second[role]["private_key"], role), role   # the new key
+        assert t.can_login(first[role]["private_key"], role), role    # the old key, during its grace
+        expiry = keypair_store.ssh_expiry_time(keypair_store.parse_time(second[role]["grace_until"]))
+        lines = t.authorized_keys(role).splitlines()
+        old_line = [line for line in lines if first[role]["public_key"].split()[1] in line]
+        assert old_line and old_line[0].startswith('expiry-time="%s"' % expiry), lines
+        new_line = [line for line in lines if second[role]["public_key"].split()[1] in line]
+        assert new_line and "expiry-time" not in new_line[0]
+
+    # The grace period ends with no job running: sshd refuses the old key by itself.
+    past = (datetime.datetime.now(UTC) - datetime.timedelta(minutes=2)).strftime("%Y%m%d%H%MZ")
+    path = "/home/%s/.ssh/authorized_keys" % tenant_user(t.tenant_id)
+    t.lab.host_exec(t.host["name"], ["sed", "-i", 's/expiry-time="[0-9]*Z"/expiry-time="%s"/' % past, path], check=True)
+    assert not t.can_login(first["tenant"]["private_key"], "tenant")
+    assert t.can_login(second["tenant"]["private_key"], "tenant")
+
+    events = [e for e in t.audit_events() if e["action"] == "ssh_key_rotated" and e["tenantId"] == t.tenant_id]
+    assert {(e["details"]["role"], e["status"]) for e in events} == {("admin", "success"), ("tenant", "success")}
+    assert len(events) == 4  # created, then rotated: two roles each time
+
+
+def test_revoke_removes_the_tenant_key_at_once_and_keeps_admin_access(tenant_env):
+    t = tenant_env
+    t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519")
+    t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519", force=True, ssh_role="tenant")
+    tenant = t.secret("tenant").data
+    grace_private = t.private_key_of("tenant", tenant["grace_public_key"])
+    admin = t.secret("admin").data
+    assert t.can_login(tenant["private_key"], "tenant") and t.can_login(grace_private, "tenant")
+
+    refused = t.play("revoke", expect_rc=2, tenant_id=t.tenant_id, ssh_role="admin")
+    assert "allow_no_admin_key=true" in refused.stdout
+    assert t.secret("admin").data["state"] == "active"
+
+    t.play("revoke", tenant_id=t.tenant_id)
+    assert not t.can_login(tenant["private_key"], "tenant")   # at once, no grace
+    assert not t.can_login(grace_private, "tenant")           # the grace key goes too
+    assert t.can_login(admin["private_key"], "admin")
+    after = t.secret("tenant")
+    assert after.data["state"] == "revoked" and "private_key" not in after.data
+    assert t.secret("tenant", after.version - 1).data["private_key"] == tenant["private_key"]  # history kept
+    assert tenant["public_key"].split()[1] not in t.authorized_keys("tenant")
+
+    # A rotation does not bring a revoked key back; download refuses it.
+    t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519", force=True)
+    assert t.secret("tenant").data["state"] == "revoked"
+    assert not t.can_login(tenant["private_key"], "tenant")
+    refused = t.play("download_key", expect_rc=2, tenant_id=t.tenant_id, output="file", dest=str(t.tmp / "k"))
+    assert "is revoked: regenerate it before a download" in refused.stdout
+    events = [e for e in t.audit_events() if e["action"] == "ssh_key_revoked"]
+    assert [(e["tenantId"], e["details"]["role"], e["status"]) for e in events] == [(t.tenant_id, "tenant", "success")]
+
+
+def test_regenerate_replaces_the_key_without_grace(tenant_env):
+    t = tenant_env
+    t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519")
+    old = t.secret("tenant").data
+    admin = t.secret("admin").data
+    t.play("regenerate", tenant_id=t.tenant_id, key_type="ed25519")
+    new = t.secret("tenant").data
+    assert new["public_key"] != old["public_key"] and "grace_public_key" not in new
+    assert t.can_login(new["private_key"], "tenant")
+    assert not t.can_login(old["private_key"], "tenant")     # removed at once
+    assert old["public_key"].split()[1] not in t.authorized_keys("tenant")
+    assert t.secret("admin").data["public_key"] == admin["public_key"] and t.can_login(admin["private_key"], "admin")
+    events = [e for e in t.audit_events() if e["action"] == "ssh_key_regenerated"]
+    assert [(e["details"]["role"], e["status"]) for e in events] == [("tenant", "success")]
+
+
+def test_download_once_then_refused_until_regenerate(tenant_env):
+    t = tenant_env
+    t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519")
+    dest = t.tmp / "handover.key"
+    result = t.play("download_key", tenant_id=t.tenant_id, output="file", dest=str(dest))
+    expected = "ssh -i %s %s@%s" % (dest, tenant_user(t.tenant_id), t.host["ip"])
+    assert expected in result.stdout
+    assert oct(os.stat(dest).st_mode & 0o777) == "0o600"
+    assert t.can_login(dest.read_text(), "tenant")
+    assert t.secret("tenant").data["downloaded_at"]
+
+    again = t.play("download_key", expect_rc=2, tenant_id=t.tenant_id, output="file", dest=str(t.tmp / "second.key"))
+    assert "already downloaded" in again.stdout and "regenerate it to download again" in again.stdout
+    assert not (t.tmp / "second.key").exists()
+    wrap = t.play("download_key", expect_rc=2, tenant_id=t.tenant_id)
+    assert "already downloaded" in wrap.stdout
+
+    t.play("regenerate", tenant_id=t.tenant_id, key_type="ed25519")
+    token_file = t.tmp / "token"
+    result = t.play("download_key", tenant_id=t.tenant_id, dest=str(token_file))
+    assert "ssh -i %s.key %s@%s" % (tenant_user(t.tenant_id), tenant_user(t.tenant_id), t.host["ip"]) in result.stdout
+    token = token_file.read_text().strip()
+    assert token and token not in result.stdout
+    unwrapped = t.client.unwrap(token)
+    with pytest.raises(vc.VaultError):
+        t.client.unwrap(token)  # single use
+    assert t.can_login(unwrapped["private_key"], "tenant")
+    assert not t.can_login(dest.read_text(), "tenant")  # the first download's key is gone
+    events = [e for e in t.audit_events() if e["action"] == "ssh_key_downloaded"]
+    assert [(e["tenantId"], e["details"]["output"]) for e in events] == [(t.tenant_id, "file"), (t.tenant_id, "wrap")]
+
+
+
+def test_two_concurrent_rotations_exactly_one_wins(tenant_env):
+    t = tenant_env
+    t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519", ssh_role="admin")
+    before = t.secret("admin")
+    barrier = threading.Barrier(2)
+    outcomes = [None, None]
+
+    def rotate(index):
+        store = keypair_store.KeypairStore(t.client, t.tenant_id, "admin", mount="vps")
+        plan = store.plan("rotated", key_type="ed25519", force=True)
+        barrier.wait(timeout=60)  # both planned from the same version before either writes
+        try:
+            store.commit(plan)
+            outcomes[index] = ("won", plan.after)
+        except VaultCASConflict as exc:
+            outcomes[index] = ("lost", str(exc))
+
+    threads = [threading.Thread(target=rotate, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(outcome[0] for outcome in outcomes) == ["lost", "won"], outcomes
+    winner = next(o[1] for o in outcomes if o[0] == "won")
+    loser = next(o[1] for o in outcomes if o[0] == "lost")
+    assert "check-and-set conflict on write of vps/%s/admin_ssh" % t.tenant_id in loser
+    after = t.secret("admin")
+    assert after.version == before.version + 1
+    assert after.data["public_key"] == winner["public_key"]
+    assert after.data["grace_public_key"] == before.data["public_key"]
+
+    # The playbook then installs what Vault holds: the winner's key, the previous key in its grace.
+    t.play("rotate", tenant_id=t.tenant_id, ssh_role="admin")
+    assert t.can_login(after.data["private_key"], "admin")
+    assert t.can_login(before.data["private_key"], "admin")
+
+
+@pytest.mark.parametrize("step", ["vault", "install", "verify"])
+def test_an_interrupted_rotation_never_locks_admin_out_and_resumes(tenant_env, step):
+    t = tenant_env
+    t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519")
+    before = {role: t.secret(role) for role in ("admin", "tenant")}
+
+    failed = t.play("rotate", expect_rc=2, tenant_id=t.tenant_id, key_type="ed25519", force=True, rotate_fail_after=step)
+    assert "rotate_fail_after=%s: stopped" % step in failed.stdout
+    admin = t.secret("admin").data
+    # Some admin key stored in Vault logs in at this point: the previous one (grace), and the new one
+    # once it is installed.
+    assert admin["grace_public_key"] == before["admin"].data["public_key"]
+    assert t.can_login(t.private_key_of("admin", admin["grace_public_key"]), "admin")
+    new_on_host = admin["public_key"].split()[1] in t.authorized_keys("admin")
+    assert new_on_host == (step != "vault")
+    assert t.can_login(admin["private_key"], "admin") == (step != "vault")
+
+    t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519")  # the rerun resumes, rotates nothing more
+    for role in ("admin", "tenant"):
+        latest = t.secret(role)
+        assert latest.version == before[role].version + 1
+        marker = "penguinmails:%s:%s" % (t.tenant_id, role)
+        managed = [line for line in t.authorized_keys(role).splitlines() if marker in line]
+        expiry = keypair_store.ssh_expiry_time(keypair_store.parse_time(latest.data["grace_until"]))
+        assert sorted(_parse(line) for line in managed) == sorted([
+            ("", latest.data["public_key"].split()[1]), (expiry, latest.data["grace_public_key"].split()[1])]), managed
+        assert t.can_login(latest.data["private_key"], role)
+        assert t.can_login(before[role].data["private_key"], role)
+        # Nothing lost: the replaced version stays in the KV history.
+        assert t.secret(role, before[role].version).data["private_key"] == before[role].data["private_key"]
+    failures = [e for e in t.audit_events() if e["action"] == "ssh_key_rotated" and e["status"] == "failure"]
+    assert len(failures) == (0 if step == "vault" else 1)
+    if failures:
+        assert failures[0]["severity"] == "critical" and failures[0]["tenantId"] == t.tenant_id
+
+
+def test_rotate_all_rotates_due_tenants_reports_counts_and_resumes(lab, hosts, tmp_path):
+    mount = "vpsbulk%s" % uuid.uuid4().hex[:6]
+    tenants = []
+    for index in range(2):
+        host = hosts("bulk%d%s" % (index, uuid.uuid4().hex[:3]))
+        tenants.append(Env(lab, host, new_tenant("bk%d" % index), tmp_path, mount=mount))
+    client = tenants[0].client
+    client.hvac.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    old = "2020-01-01T00:00:00Z"
+    seeded = {}
+    for t in tenants:
+        client.write(mount, "%s/record" % t.tenant_id, {"vps_ip": t.host["ip"]}, cas=0)
+        for role in ("admin", "tenant"):
+            pair = ssh_keys.generate_keypair("ed25519", comment="seed")
+            record = keypair_store.record_created(pair, keypair_store.utcnow(), 90)
+            record.update(created_at=old, last_rotated=old)
+            client.write(mount, "%s/%s_ssh" % (t.tenant_id, role), record, cas=0)
+            seeded[(t.tenant_id, role)] = pair
+    runner = Env(lab, tenants[0].host, tenants[0].tenant_id, tmp_path, mount=mount)
+    runner.inventory = lab.inventory(tmp_path, [t.host for t in tenants])
+
+    refused = runner.play("rotate_all", expect_rc=2, secret_type="nope")
+    assert "secret_type must be ssh, smtp or dkim" in refused.stdout
+
+    result = runner.play("rotate_all", key_type="ed25519")
+    assert '"rotated=4"' in result.stdout and '"failed=0"' in result.stdout and '"hosts_updated=2"' in result.stdout
+    for t in tenants:
+        for role in ("admin", "tenant"):
+            data = t.secret(role).data
+            assert data["grace_public_key"] == seeded[(t.tenant_id, role)].public_key
+            assert t.can_login(data["private_key"], role)
+            assert t.can_login(seeded[(t.tenant_id, role)].private_key, role)  # grace
+    again = runner.play("rotate_all", key_type="ed25519")
+    assert '"rotated=0"' in again.stdout and '"failed=0"' in again.stdout
+
+    # Interrupted after the Vault side: the next daily run installs the keys still in their grace period.
+    runner.play("rotate_all", expect_rc=2, key_type="ed25519", force=True, ssh_role="admin", rotate_fail_after="vault")
+    for t in tenants:
+        assert not t.can_login(t.secret("admin").data["private_key"], "admin")
+    resumed = runner.play("rotate_all", key_type="ed25519")
+    assert '"rotated=0"' in resumed.stdout and '"hosts_updated=2"' in resumed.stdout
+    for t in tenants:
+        assert t.can_login(t.secret("admin").data["private_key"], "admin")
+        assert t.can_login(t.private_key_of("admin", t.secret("admin").data["grace_public_key"]), "admin")
+    bulk_events = [e for e in runner.audit_events() if e["action"] == "bulk_rotation_completed"]
+    assert [e["details"]["rotatedCount"] for e in bulk_events] == [4, 0, 0]
+    assert all(e["details"]["mode"] == "auto" for e in bulk_events)
+
+
+def test_no_private_key_in_any_output():
+    assert OUTPUTS, "the lifecycle tests ran no playbook"
+    for output in OUTPUTS:
+        assert "PRIVATE KEY" not in output
