@@ -146,12 +146,9 @@ def assert_migrated(lab, tenant, workdir):
 def test_migration_moves_everything_and_destroys_the_old_vps(lab, workdir):
     tenant = seed.seed_tenant(lab)
     audit_file = os.path.join(workdir, "audit.jsonl")
-    started = time.monotonic()
     proc = seed.run_migrate(lab, tenant, workdir, audit_file=audit_file)
-    elapsed = time.monotonic() - started
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
-    assert elapsed < 120, "the lab migration took %.0fs" % elapsed
 
     new = assert_migrated(lab, tenant, workdir)
     events = seed.read_events(audit_file)
@@ -181,6 +178,13 @@ def test_migration_moves_everything_and_destroys_the_old_vps(lab, workdir):
     assert events[-1]["details"]["passwordReset"] is True and events[-1]["details"]["verified"] is True
     with open(audit_file) as handle:
         assert_no_secrets(lab, tenant, output, recover_output, handle.read())
+
+    # The same job run again right after it completed is refused and changes nothing.
+    record_before = seed.read_record(lab, tenant.tenant_id)
+    count_before = len(seed.instances(lab))
+    again = seed.run_migrate(lab, tenant, workdir, audit_file=audit_file)
+    assert again.returncode != 0 and "migrate_again=true" in again.stdout, (again.stdout + again.stderr)[-3000:]
+    assert seed.read_record(lab, tenant.tenant_id) == record_before and len(seed.instances(lab)) == count_before
 
 
 def test_interrupted_runs_resume_with_exactly_one_new_vps(lab, workdir):
