@@ -4,7 +4,7 @@
 
 One seeded tenant in the lab (old VPS with sshd and the mail service, keys in OpenBao, DNS in BIND9)
 goes through rotate, revoke, regenerate, download_key (twice), an SMTP rotation, recover_smtp, the
-key-health report and a migration that fails, each run by ansible-playbook at -vvvv with the audit
+key-health report, a DKIM rotation, a migration that fails and its resumed run that completes, each run by ansible-playbook at -vvvv with the audit
 callback on. The test asserts the exact audit events, then scans every stdout/stderr, the audit file
 and every file the runs wrote for any private key (every KV version), password, token or TSIG secret
 of the lab, then shows that the verify command accepts the file and refuses it after one edit.
@@ -56,8 +56,9 @@ def secret_values(lab, tenant):
                 values["%s key v%d (end)" % (role, index + 1)] = body[-1]
     for index, data in enumerate(all_versions(client, "smtp", "%s/admin" % tenant.tenant_id)):
         values["smtp password v%d" % (index + 1)] = data["password"]
-    dkim = client.read("dkim", "%s/dkim" % tenant["domain"]).data["private_key"]
-    values["dkim key"] = [line for line in dkim.splitlines() if "-----" not in line][0]
+    for selector in client.list("dkim", tenant["domain"]):
+        dkim = client.read("dkim", "%s/%s" % (tenant["domain"], selector)).data["private_key"]
+        values["dkim key %s" % selector] = [line for line in dkim.splitlines() if "-----" not in line][0]
     return values
 
 
@@ -98,7 +99,9 @@ def test_operations_leave_exact_events_and_no_secret_anywhere(lab, workdir):
     run("rotate smtp", "penguinmails.vps.rotate", secret_type="smtp", force=True)
     run("recover smtp", "penguinmails.vps.recover_smtp")
     run("report", "penguinmails.vps.report", report_dir=os.path.join(workdir, "reports"))
+    run("rotate dkim", "penguinmails.vps.rotate", secret_type="dkim", force=True, dkim_new_selector="d20991231")
     run("failed migration", "penguinmails.vps.migrate", expect_rc=2, reason="failure", migrate_fail_after="recorded")
+    run("migration", "penguinmails.vps.migrate", reason="failure")  # resumes the recorded one and completes
 
     assert tenant_events(audit_file, tenant) == [
         ("ssh_key_rotated", "success"), ("ssh_key_rotated", "success"),
@@ -107,11 +110,14 @@ def test_operations_leave_exact_events_and_no_secret_anywhere(lab, workdir):
         ("ssh_key_downloaded", "success"),
         ("smtp_password_rotated", "success"), ("smtp_password_applied", "success"),
         ("smtp_credentials_recovered", "success"),
+        ("dkim_key_rotated", "success"),
         ("vps_migration_failed", "failure"),
+        ("vps_migration_completed", "success"), ("smtp_credentials_recovered", "success"),
     ]
     events = seed.read_events(audit_file)
     failed = [event for event in events if event["action"] == "vps_migration_failed"]
     assert failed and failed[0]["severity"] == "critical"
+    assert seed.read_record(lab, tenant.tenant_id)["dkim_selector"] == "d20991231"  # the migration kept it
     rotated = [event for event in events if event["action"] == "ssh_key_rotated"]
     assert sorted(event["details"]["role"] for event in rotated) == ["admin", "tenant"]
 
