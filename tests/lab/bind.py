@@ -23,13 +23,14 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 
 import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+
+from tests.support.wait import wait_until as _wait_until
 
 NAMED = "/usr/sbin/named"
 DEFAULT_TTL = 300
@@ -48,17 +49,6 @@ def free_port(address="127.0.0.1", attempts=50):
                     continue
             return port
     raise RuntimeError("no port free for both TCP and UDP on %s" % address)
-
-
-def _wait_until(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 class Bind9:

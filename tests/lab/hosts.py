@@ -41,7 +41,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+from tests.support.wait import wait_until as _wait_until
 
 MEMBER_ENV = "PM_LAB_MEMBER"
 BRIDGE_PREFIX = "pmlab"
@@ -95,17 +96,6 @@ class LabHostError(RuntimeError):
 
 
 # -- small helpers ---------------------------------------------------------------------------
-def _wait_until(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
 def _run(argv, check=True):
     proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     if check and proc.returncode != 0:

