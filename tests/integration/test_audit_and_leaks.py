@@ -107,7 +107,7 @@ def test_operations_leave_exact_events_and_no_secret_anywhere(lab, workdir):
         ("ssh_key_rotated", "success"), ("ssh_key_rotated", "success"),
         ("ssh_key_revoked", "success"),
         ("ssh_key_regenerated", "success"),
-        ("ssh_key_downloaded", "success"),
+        ("ssh_key_downloaded", "success"), ("ssh_key_downloaded", "failure"),
         ("smtp_password_rotated", "success"), ("smtp_password_applied", "success"),
         ("smtp_credentials_recovered", "success"),
         ("dkim_key_rotated", "success"),

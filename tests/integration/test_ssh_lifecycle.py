@@ -245,7 +245,10 @@ def test_download_once_then_refused_until_regenerate(tenant_env):
     assert t.can_login(unwrapped["private_key"], "tenant")
     assert not t.can_login(dest.read_text(), "tenant")  # the first download's key is gone
     events = [e for e in t.audit_events() if e["action"] == "ssh_key_downloaded"]
-    assert [(e["tenantId"], e["details"]["output"]) for e in events] == [(t.tenant_id, "file"), (t.tenant_id, "wrap")]
+    assert [(e["tenantId"], e["details"]["output"], e["status"]) for e in events] == [
+        (t.tenant_id, "file", "success"), (t.tenant_id, "file", "failure"), (t.tenant_id, "wrap", "failure"),
+        (t.tenant_id, "wrap", "success")]
+    assert all("already downloaded" in e["details"]["error"] for e in events if e["status"] == "failure")
 
 
 
