@@ -122,8 +122,8 @@ def main():
             assert status == 200 and body["data"]["data"]["public_key"], (prefix, status)
 
     o, t, b = (statistics.median(times[k]) for k in ("ours", "theirs", "base"))
-    print("%d tenants, %s %s, median of %d runs (cores: %s)" % (args.n, args.key_type, bits if args.key_type == "rsa" else "",
-                                                               args.repeat, os.cpu_count()))
+    print("%d tenants, %s %s, median of %d runs (cores: %s)" % (
+        args.n, args.key_type, bits if args.key_type == "rsa" else "", args.repeat, os.cpu_count()))
     print("%-28s %8.2f s" % ("ours (vault_ssh_keypair)", o))
     print("%-28s %8.2f s" % ("theirs (openssh_keypair+kv2)", t))
     print("%-28s %8.2f s" % ("baseline (empty loop)", b))

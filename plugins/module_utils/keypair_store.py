@@ -32,7 +32,6 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.validators import
     validate_tenant_id,
 )
 from ansible_collections.penguinmails.vps.plugins.module_utils.timeutil import (  # noqa: F401 - re-exported
-    TIME_FORMAT,
     format_time,
     parse_time,
     utcnow,

@@ -251,7 +251,6 @@ def test_download_once_then_refused_until_regenerate(tenant_env):
     assert all("already downloaded" in e["details"]["error"] for e in events if e["status"] == "failure")
 
 
-
 def test_two_concurrent_rotations_exactly_one_wins(tenant_env):
     t = tenant_env
     t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519", ssh_role="admin")
