@@ -76,6 +76,8 @@ integration: setup
 
 test: setup
 	$(BIN)/ansible-doc -t lookup penguinmails.vps.vault > /dev/null
+	$(BIN)/ansible-doc -t callback penguinmails.vps.audit > /dev/null
+	$(BIN)/ansible-doc -t module $$(ls plugins/modules | sed -n 's/\.py$$//p' | sed 's/^/penguinmails.vps./') > /dev/null
 	$(MAKE) --no-print-directory lint sanity ee
 	$(BIN)/pytest tests/unit tests/integration
 
