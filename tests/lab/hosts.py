@@ -434,6 +434,25 @@ def _authorized_keys_text(authorized_keys):
     return "\n".join(lines) + "\n"
 
 
+def _shared_paths():
+    """Controller paths a host must see where the controller sees them, with the private dir that would hide them.
+
+    The lab mail service runs inside the hosts from this checkout and its venv. When they live below
+    one of PRIVATE_DIRS (a clone in /tmp, a venv in /root), the host's own dir would hide them.
+    """
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    shared = []
+    for path in (repo, sys.prefix):
+        real = os.path.realpath(path)
+        if any(real == kept or real.startswith(kept + "/") for kept, _sub in shared):
+            continue
+        for sub in PRIVATE_DIRS:
+            if real.startswith("/%s/" % sub):
+                shared.append((real, sub))
+                break
+    return shared
+
+
 def _prepare_fs(hdir, name, ip, keys_text):
     fs = os.path.join(hdir, "fs")
     for sub in PRIVATE_DIRS + ("etc/ssh", "etc/ssh/sshd_config.d"):
@@ -458,8 +477,12 @@ def _prepare_fs(hdir, name, ip, keys_text):
     lines.append("mount -t overlay pm-lab-etc -o lowerdir=/etc,upperdir=%s,workdir=%s /etc"
                  % (q(os.path.join(hdir, "overlay", "upper")), q(os.path.join(hdir, "overlay", "work"))))
     lines.append("mount --bind %s /etc/ssh" % q(ssh_dir))
+    for path, _sub in _shared_paths():  # visible inside the private dir, at the same path
+        target = os.path.join(fs, path.lstrip("/"))
+        os.makedirs(target, exist_ok=True)
+        lines.append("mount --bind %s %s" % (q(path), q(target)))
     for sub in PRIVATE_DIRS:
-        lines.append("mount --bind %s /%s" % (q(os.path.join(fs, sub)), sub))
+        lines.append("mount --rbind %s /%s" % (q(os.path.join(fs, sub)), sub))
     lines += [
         "mount -t tmpfs -o mode=0755,size=32m pm-lab-run /run",
         "mkdir -p /run/sshd /run/lock",
