@@ -85,6 +85,20 @@ def vault_argument_spec():
     )
 
 
+def vault_module(options, **kwargs):
+    """An ``AnsibleModule`` with the shared Vault options plus ``options`` (check mode supported unless
+    ``supports_check_mode=False``); it fails with the usual message when hvac is missing."""
+    from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # modules only, not the lookup
+
+    argument_spec = vault_argument_spec()
+    argument_spec.update(options)
+    kwargs.setdefault("supports_check_mode", True)
+    module = AnsibleModule(argument_spec=argument_spec, **kwargs)
+    if not HAS_HVAC:
+        module.fail_json(msg=missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
+    return module
+
+
 # ---------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------

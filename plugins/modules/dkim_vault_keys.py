@@ -112,7 +112,7 @@ generated:
 import base64
 import datetime
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import (
     ValidationError,
@@ -122,13 +122,11 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.validators import
     validate_selector,
 )
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
-    HAS_HVAC,
-    HVAC_IMPORT_ERROR,
     OPTION_SOURCES,
     VaultCASConflict,
     VaultError,
     get_client,
-    vault_argument_spec,
+    vault_module,
 )
 
 try:
@@ -163,18 +161,16 @@ def txt_value(private_pem, where):
 
 
 def main():
-    argument_spec = vault_argument_spec()
-    argument_spec.update(
-        domain=dict(type="str", required=True),
-        selector=dict(type="str", default="dkim"),
-        selectors=dict(type="list", elements="str"),
-        generate_missing=dict(type="bool", default=False),
-        key_size=dict(type="int", default=2048, choices=[1024, 2048, 3072, 4096]),
-        mount=dict(type="str", default="dkim"),
+    module = vault_module(
+        dict(
+            domain=dict(type="str", required=True),
+            selector=dict(type="str", default="dkim"),
+            selectors=dict(type="list", elements="str"),
+            generate_missing=dict(type="bool", default=False),
+            key_size=dict(type="int", default=2048, choices=[1024, 2048, 3072, 4096]),
+            mount=dict(type="str", default="dkim"),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_HVAC:
-        module.fail_json(msg=missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
     if not HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=str(CRYPTOGRAPHY_IMPORT_ERROR))
     p = module.params

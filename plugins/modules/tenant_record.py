@@ -231,43 +231,38 @@ msg:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import tenant_record
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
-    HAS_HVAC,
-    HVAC_IMPORT_ERROR,
     VaultError,
     get_client,
-    vault_argument_spec,
+    vault_module,
 )
 
 REQUEST_OPTIONS = tenant_record.FIELDS + ("reason", "step", "server_name", "new_vps_id", "new_vps_ip")
 
 
 def main():
-    argument_spec = vault_argument_spec()
-    argument_spec.update(
-        tenant_id=dict(type="str", required=True),
-        state=dict(type="str", default="query", choices=list(tenant_record.STATES)),
-        domain=dict(type="str"),
-        vps_id=dict(type="raw"),
-        vps_ip=dict(type="str"),
-        vps_name=dict(type="str"),
-        plan=dict(type="str"),
-        region=dict(type="str"),
-        dkim_selector=dict(type="str"),
-        reason=dict(type="str", choices=list(tenant_record.REASONS)),
-        step=dict(type="str", choices=list(tenant_record.STEPS)),
-        server_name=dict(type="str"),
-        new_vps_id=dict(type="raw"),
-        new_vps_ip=dict(type="str"),
-        mount=dict(type="str", default="vps"),
+    module = vault_module(
+        dict(
+            tenant_id=dict(type="str", required=True),
+            state=dict(type="str", default="query", choices=list(tenant_record.STATES)),
+            domain=dict(type="str"),
+            vps_id=dict(type="raw"),
+            vps_ip=dict(type="str"),
+            vps_name=dict(type="str"),
+            plan=dict(type="str"),
+            region=dict(type="str"),
+            dkim_selector=dict(type="str"),
+            reason=dict(type="str", choices=list(tenant_record.REASONS)),
+            step=dict(type="str", choices=list(tenant_record.STEPS)),
+            server_name=dict(type="str"),
+            new_vps_id=dict(type="raw"),
+            new_vps_ip=dict(type="str"),
+            mount=dict(type="str", default="vps"),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_HVAC:
-        module.fail_json(msg=missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
     p = module.params
     try:
         store = tenant_record.RecordStore(get_client(p), p["tenant_id"], mount=p["mount"])

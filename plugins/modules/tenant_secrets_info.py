@@ -135,32 +135,27 @@ summary:
   sample: {"total": 3, "critical": 1, "warning": 1, "ok": 1, "generated_at": "2026-11-23T10:44:12Z"}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.penguinmails.vps.plugins.module_utils.key_health import parse_time, tenants_report
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
-    HAS_HVAC,
-    HVAC_IMPORT_ERROR,
     VaultError,
     get_client,
-    vault_argument_spec,
+    vault_module,
 )
 
 
 def main():
-    argument_spec = vault_argument_spec()
-    argument_spec.update(
-        tenant_ids=dict(type="list", elements="str"),
-        due_soon_days=dict(type="int", default=14),
-        now=dict(type="str"),
-        vps_mount=dict(type="str", default="vps"),
-        smtp_mount=dict(type="str", default="smtp"),
-        dkim_mount=dict(type="str", default="dkim"),
+    module = vault_module(
+        dict(
+            tenant_ids=dict(type="list", elements="str"),
+            due_soon_days=dict(type="int", default=14),
+            now=dict(type="str"),
+            vps_mount=dict(type="str", default="vps"),
+            smtp_mount=dict(type="str", default="smtp"),
+            dkim_mount=dict(type="str", default="dkim"),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_HVAC:
-        module.fail_json(msg=missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
     p = module.params
     now = None
     if p["now"]:

@@ -131,16 +131,13 @@ password:
 
 import datetime
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import smtp_credentials, timeutil
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
-    HAS_HVAC,
-    HVAC_IMPORT_ERROR,
     VaultError,
     get_client,
-    vault_argument_spec,
+    vault_module,
 )
 
 
@@ -150,21 +147,19 @@ def _show(data):
 
 
 def main():
-    argument_spec = vault_argument_spec()
-    argument_spec.update(
-        tenant_id=dict(type="str", required=True),
-        state=dict(type="str", default="present", choices=["present", "rotated"]),
-        username=dict(type="str"),
-        webmail_url=dict(type="str"),
-        rotation_days=dict(type="int", default=90),
-        force=dict(type="bool", default=False),
-        password_length=dict(type="int", default=32, no_log=False),
-        mount=dict(type="str", default="smtp"),
-        return_password=dict(type="bool", default=False, no_log=False),
+    module = vault_module(
+        dict(
+            tenant_id=dict(type="str", required=True),
+            state=dict(type="str", default="present", choices=["present", "rotated"]),
+            username=dict(type="str"),
+            webmail_url=dict(type="str"),
+            rotation_days=dict(type="int", default=90),
+            force=dict(type="bool", default=False),
+            password_length=dict(type="int", default=32, no_log=False),
+            mount=dict(type="str", default="smtp"),
+            return_password=dict(type="bool", default=False, no_log=False),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_HVAC:
-        module.fail_json(msg=missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
     p = module.params
     if p["return_password"] and not module.no_log:
         module.fail_json(msg="return_password: true needs no_log: true on the task, so that the password is never shown")

@@ -145,35 +145,31 @@ timings:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import bulk_rotation, ssh_keys
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError, validate_tenant_id
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
-    HAS_HVAC,
-    HVAC_IMPORT_ERROR,
     VaultError,
     get_client,
-    vault_argument_spec,
+    vault_module,
 )
 
 
 def main():
-    argument_spec = vault_argument_spec()
-    argument_spec.update(
-        tenants=dict(type="list", elements="str", default=[]),
-        roles=dict(type="list", elements="str", choices=["admin", "tenant"], default=["admin", "tenant"]),
-        rotation_days=dict(type="int", default=90),
-        force=dict(type="bool", default=False),
-        grace_hours=dict(type="int", default=24),
-        key_type=dict(type="str", choices=list(ssh_keys.KEY_TYPES), default="rsa"),
-        bits=dict(type="int", default=4096),
-        workers=dict(type="int"),
-        mount=dict(type="str", default="vps"),
+    module = vault_module(
+        dict(
+            tenants=dict(type="list", elements="str", default=[]),
+            roles=dict(type="list", elements="str", choices=["admin", "tenant"], default=["admin", "tenant"]),
+            rotation_days=dict(type="int", default=90),
+            force=dict(type="bool", default=False),
+            grace_hours=dict(type="int", default=24),
+            key_type=dict(type="str", choices=list(ssh_keys.KEY_TYPES), default="rsa"),
+            bits=dict(type="int", default=4096),
+            workers=dict(type="int"),
+            mount=dict(type="str", default="vps"),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_HVAC:
-        module.fail_json(msg=missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
     if not ssh_keys.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=str(ssh_keys.CRYPTOGRAPHY_IMPORT_ERROR))
     p = module.params

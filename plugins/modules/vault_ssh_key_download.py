@@ -157,16 +157,13 @@ version:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
-    HAS_HVAC,
-    HVAC_IMPORT_ERROR,
     VaultError,
     get_client,
-    vault_argument_spec,
+    vault_module,
 )
 
 
@@ -195,21 +192,19 @@ def deliver(client, store, data, p, user, host):
 
 
 def main():
-    argument_spec = vault_argument_spec()
-    argument_spec.update(
-        tenant_id=dict(type="str", required=True),
-        role=dict(type="str", default="tenant", choices=["admin", "tenant"]),
-        output=dict(type="str", default="wrap", choices=["wrap", "file"]),
-        dest=dict(type="path"),
-        wrap_ttl=dict(type="str", default="24h"),
-        ssh_user=dict(type="str"),
-        host=dict(type="str"),
-        mount=dict(type="str", default="vps"),
+    module = vault_module(
+        dict(
+            tenant_id=dict(type="str", required=True),
+            role=dict(type="str", default="tenant", choices=["admin", "tenant"]),
+            output=dict(type="str", default="wrap", choices=["wrap", "file"]),
+            dest=dict(type="path"),
+            wrap_ttl=dict(type="str", default="24h"),
+            ssh_user=dict(type="str"),
+            host=dict(type="str"),
+            mount=dict(type="str", default="vps"),
+        ),
+        required_if=[("output", "file", ("dest",))],
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=[("output", "file", ("dest",))])
-    if not HAS_HVAC:
-        module.fail_json(msg=missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
     p = module.params
     if p["dest"] and not os.path.isdir(os.path.dirname(os.path.abspath(p["dest"]))):
         module.fail_json(msg="cannot write %s: its directory does not exist" % p["dest"])

@@ -211,16 +211,14 @@ private_key:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
-    HAS_HVAC,
-    HVAC_IMPORT_ERROR,
     VaultError,
     get_client,
-    vault_argument_spec,
+    vault_module,
 )
 
 
@@ -262,22 +260,20 @@ def diff_of(plan):
 
 
 def main():
-    argument_spec = vault_argument_spec()
-    argument_spec.update(
-        tenant_id=dict(type="str", required=True),
-        role=dict(type="str", required=True, choices=["admin", "tenant"]),
-        state=dict(type="str", default="present", choices=list(keypair_store.STATES)),
-        key_type=dict(type="str", default="rsa", choices=list(ssh_keys.KEY_TYPES)),
-        bits=dict(type="int", default=4096),
-        rotation_days=dict(type="int", default=90),
-        force=dict(type="bool", default=False),
-        grace_hours=dict(type="int", default=24),
-        mount=dict(type="str", default="vps"),
-        return_private_key=dict(type="bool", default=False),
+    module = vault_module(
+        dict(
+            tenant_id=dict(type="str", required=True),
+            role=dict(type="str", required=True, choices=["admin", "tenant"]),
+            state=dict(type="str", default="present", choices=list(keypair_store.STATES)),
+            key_type=dict(type="str", default="rsa", choices=list(ssh_keys.KEY_TYPES)),
+            bits=dict(type="int", default=4096),
+            rotation_days=dict(type="int", default=90),
+            force=dict(type="bool", default=False),
+            grace_hours=dict(type="int", default=24),
+            mount=dict(type="str", default="vps"),
+            return_private_key=dict(type="bool", default=False),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_HVAC:
-        module.fail_json(msg=missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
     if not ssh_keys.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=str(ssh_keys.CRYPTOGRAPHY_IMPORT_ERROR))
     p = module.params

@@ -145,6 +145,9 @@ def test_leader_killed_during_bulk_rotation_loses_no_key():
         for failure in result["failed"]:
             assert failure["error"] and "PRIVATE KEY" not in failure["error"]
         survivor = vc.get_client(dict(options, url=",".join(n.addr for n in cluster.nodes if n.alive())))
+        # A barrier: the new leader serves reads from its state machine, which may still be applying the
+        # entries committed before the failover; a write of its own returns once everything before it applied.
+        survivor.write("vps", "barrier/after-failover", {"at": "verification"})
         rotated = {r["tenant_id"]: r for r in result["rotated"]}
         for tenant in tenants:
             secret = survivor.read("vps", "%s/admin_ssh" % tenant)
