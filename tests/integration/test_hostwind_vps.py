@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.lab.hostwinds_sim import SimulatorProcess
+from tests.lab.hostwinds_sim import private_simulator
 from tests.support.ansible_run import run_playbook
 
 API_KEY = "hw-integration-key-5f3c2a9e"
@@ -41,23 +41,15 @@ def lab_key(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory, lab_key):
     base = tmp_path_factory.mktemp("hostwinds-integration")
-    sim_process = SimulatorProcess(str(base / "sim"), API_KEY, lab_key + ".pub", hosts_state_dir=str(base / "lab"))
-    try:
-        yield sim_process.start()
-    finally:
-        sim_process.stop()
-        sim_process.hosts().destroy_network(sim_process.hosts_state_dir)  # the private lab network of these tests
+    with private_simulator(base, API_KEY, lab_key + ".pub") as sim_process:
+        yield sim_process
 
 
 @pytest.fixture()
 def hwsim(sim):
-    sim.faults(hold_builds=False, build_delay=0)
-    sim.terminate_all()
-    sim.reset()
+    sim.clean_slate()
     yield sim
-    sim.faults(hold_builds=False, build_delay=0)
-    sim.terminate_all()
-    sim.reset()
+    sim.clean_slate()
 
 
 def vps(sim, tmp_path, args=(), env_key=API_KEY, **options):

@@ -43,6 +43,7 @@ at Hostwinds, keys name SSH keys stored in the account).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -591,6 +592,12 @@ class SimulatorProcess:
         for inst in self.instances():
             self.api("terminate", serviceid=inst["serviceid"])
 
+    def clean_slate(self):
+        """No instances, no faults, no counted calls: where every test starts."""
+        self.faults(hold_builds=False, build_delay=0)
+        self.terminate_all()
+        self.reset()
+
     def hosts(self):
         return importlib.import_module(self.hosts_module)
 
@@ -622,6 +629,18 @@ class SimulatorProcess:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+@contextlib.contextmanager
+def private_simulator(base, api_key, public_key_path):
+    """A simulator with its own lab network under ``base`` (a pytest tmp dir), stopped and swept afterwards."""
+    sim_process = SimulatorProcess(os.path.join(str(base), "sim"), api_key, public_key_path,
+                                   hosts_state_dir=os.path.join(str(base), "lab"))
+    try:
+        yield sim_process.start()
+    finally:
+        sim_process.stop()
+        sim_process.hosts().destroy_network(sim_process.hosts_state_dir)
 
 
 if __name__ == "__main__":

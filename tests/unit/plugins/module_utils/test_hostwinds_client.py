@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import hostwinds as hw
-from tests.lab.hostwinds_sim import SimulatorProcess
+from tests.lab.hostwinds_sim import private_simulator
 
 API_KEY = "hw-unit-key-0123456789abcdef"
 
@@ -25,24 +25,16 @@ def sim(tmp_path_factory):
     base = tmp_path_factory.mktemp("hostwinds-unit")
     key = base / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    sim_process = SimulatorProcess(str(base / "sim"), API_KEY, str(key) + ".pub", hosts_state_dir=str(base / "lab"))
-    try:
-        yield sim_process.start()
-    finally:
-        sim_process.stop()
-        sim_process.hosts().destroy_network(sim_process.hosts_state_dir)  # the private lab network of these tests
+    with private_simulator(base, API_KEY, str(key) + ".pub") as sim_process:
+        yield sim_process
 
 
 @pytest.fixture()
 def fresh(sim):
     """Every test starts with no instances, no faults and no counted calls."""
-    sim.faults(hold_builds=False, build_delay=0)
-    sim.terminate_all()
-    sim.reset()
+    sim.clean_slate()
     yield sim
-    sim.faults(hold_builds=False, build_delay=0)
-    sim.terminate_all()
-    sim.reset()
+    sim.clean_slate()
 
 
 def client_for(sim, api_key=API_KEY, retries=3, url=None):
