@@ -52,6 +52,7 @@ collection:
 
 lint: setup
 	$(BIN)/ansible-lint --profile production
+	$(BIN)/antsibull-changelog lint
 
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 
