@@ -226,9 +226,11 @@ class MailCheck(object):
         except (smtplib.SMTPException, OSError) as exc:
             raise StageError("connect", "%s: no SMTP greeting: %s" % (where, _socket_cause(exc)))
         self.ok("connect", "%s answered %s" % (where, _one_line(greeting.decode("utf-8", "replace"), 120)))
+        refusal = None
         if self.security == "starttls":
             if not smtp.has_extn("starttls"):
                 raise StageError("tls", "%s does not offer STARTTLS" % where)
+            refusal = self.auth_before_tls(smtp, where)
             try:
                 smtp.starttls(context=context)
             except smtplib.SMTPResponseException as exc:
@@ -237,9 +239,10 @@ class MailCheck(object):
                 raise self.tls_error(where, exc)
             smtp.ehlo()
         version = smtp.sock.version() if hasattr(smtp.sock, "version") else None
-        self.ok("tls", "%s with %s%s" % (
+        self.ok("tls", "%s with %s%s%s" % (
             "STARTTLS" if self.security == "starttls" else "implicit TLS", version or "TLS",
-            "" if self.validate_certs else " (certificate not verified)"))
+            "" if self.validate_certs else " (certificate not verified)",
+            "; AUTH before STARTTLS refused (%s)" % refusal if refusal else ""))
         if not smtp.has_extn("auth"):
             raise StageError("auth", "%s does not offer SMTP AUTH after TLS" % where)
         try:
@@ -251,6 +254,26 @@ class MailCheck(object):
         except OSError as exc:
             raise StageError("auth", "SMTP AUTH at %s failed: %s" % (where, _socket_cause(exc)))
         self.ok("auth", "authenticated as %s" % self.username)
+
+    def auth_before_tls(self, smtp, where):
+        """The server must refuse SMTP AUTH on the plain connection; return its refusal ('503 5.5.1 ...').
+
+        ``AUTH PLAIN`` is sent without an initial response, so no credential is ever sent in clear; a server
+        that asks for one (334) gets the exchange cancelled (``*``, RFC 4954) and fails the ``tls`` stage.
+        """
+        if smtp.has_extn("auth"):
+            raise StageError("tls", "%s offers SMTP AUTH before STARTTLS: credentials could cross the network in clear"
+                             % where)
+        try:
+            code, reply = smtp.docmd("AUTH", "PLAIN")
+            if code == 334:
+                smtp.docmd("*")
+        except (smtplib.SMTPException, OSError) as exc:
+            raise StageError("tls", "%s: AUTH before STARTTLS failed: %s" % (where, _socket_cause(exc)))
+        reply = _one_line("%s %s" % (code, reply.decode("utf-8", "replace")), 120)
+        if not 500 <= code < 600:
+            raise StageError("tls", "%s does not refuse SMTP AUTH before STARTTLS (%s)" % (where, reply))
+        return reply
 
     def build_probe(self):
         token = uuid.uuid4().hex

@@ -16,6 +16,9 @@ author:
 description:
   - Connects to a mail server on the submission port, secures the connection with STARTTLS (587) or
     implicit TLS (465) and logs in with SMTP AUTH.
+  - With STARTTLS, the server must refuse SMTP AUTH before the connection is secured: it must not offer AUTH,
+    and C(AUTH PLAIN) (sent without credentials) must get a 5xx reply. A server that accepts it fails the
+    V(tls) stage.
   - Then sends a probe message with a unique Message-ID from the account to itself, fetches it back
     over IMAPS and verifies its DKIM signature with dkimpy against the key published in DNS at
     C(<selector>._domainkey.<domain>) (TXT, split strings joined).
@@ -168,7 +171,7 @@ stages:
   type: dict
   sample:
     connect: {status: ok, msg: "198.18.0.10:587 answered mail.example.com ESMTP"}
-    tls: {status: ok, msg: "STARTTLS with TLSv1.3"}
+    tls: {status: ok, msg: "STARTTLS with TLSv1.3; AUTH before STARTTLS refused (530 5.7.0 Must issue a STARTTLS command first)"}
     auth: {status: ok, msg: "authenticated as admin@example.com"}
     send: {status: ok, msg: "probe <...@example.com> accepted for admin@example.com"}
     fetch: {status: ok, msg: "probe <...@example.com> found in the INBOX of admin@example.com (1234 bytes)"}
