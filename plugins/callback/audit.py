@@ -24,30 +24,46 @@ description:
     C(tenant_id) or C(tenantId), C(user_id), C(ip_address), C(details), C(severity)). Items of a loop
     are audit points one by one. Failed tasks count too, so a module can report its own failure."
   - Every event is linked to the previous one by C(prev_hash) and SHA-256 (or HMAC-SHA256 with
-    O(chain_key)); C(python plugins/module_utils/audit.py verify FILE) finds edited, removed or
-    reordered events. The chain continues across runs and concurrent processes (file lock).
+    O(chain_key)) and carries its file's C(chain_id) and C(seq). The chain continues across runs and
+    concurrent processes (file lock). The verify command (playbook C(penguinmails.vps.audit_verify),
+    or C(python3 -m ansible_collections.penguinmails.vps.plugins.module_utils.audit verify FILE)) finds
+    edited, removed, inserted or reordered events and names the first bad line.
+  - B(Anchors) - at the end of each run a checkpoint (action C(audit_checkpoint); the file's last
+    C(seq), C(hash) and C(chain_id)) goes to O(syslog_address) and O(webhook_url). C(verify --anchor)
+    checks the file against what those sinks received, which finds a cut-off end, a replaced file and
+    a rewritten chain.
+  - B(No event is dropped) - a damaged end of the file (a half-written line) is left as it is and the
+    next event starts a new segment after a C(chain_break) event (critical) that links to the last
+    intact event and records the bytes skipped. An M(penguinmails.vps.audit_event) task writes its
+    event before it completes and fails when no sink accepted it (O(on_event_lost)) or, with
+    O(on_sink_failure=fail), when any sink refused it.
   - Sinks - the JSON lines O(file) (mode 0600), O(syslog_address), O(webhook_url) for every
     event; O(alert_webhook_url) and the O(alert_email_to) mail for events whose severity is in
-    O(alert_severities) (by default V(critical) - V(vps_migration_failed) and any failure).
-    Webhooks are retried on transport errors, 408, 429 and 5xx, at most O(webhook_attempts)
-    times. A sink that fails produces one warning and never stops the play or the other sinks.
-  - Secrets are never written. Ansible hides results of C(no_log) tasks from callbacks, and every
-    event is redacted again here - values under keys like C(password), C(token), C(secret),
-    C(private_key), C(api_key), and PEM private keys, Vault tokens, JWTs, bearer values and
-    C(user:password@) inside any string, nested at any depth.
+    O(alert_severities) (by default V(critical) - V(vps_migration_failed), C(chain_break), and any
+    failure). Webhooks go through C(ansible.module_utils.urls.open_url) and verify TLS
+    (O(webhook_validate_certs), O(webhook_ca_path)); alert mail verifies TLS
+    (O(smtp_validate_certs), O(smtp_ca_path)) and never sends a password without TLS. Webhooks are
+    retried on transport errors, 408, 429 and 5xx, at most O(webhook_attempts) times.
+  - Secrets are never written. Ansible hides results of C(no_log) tasks from callbacks; each action
+    keeps only the detail fields it declares (C(ACTIONS) in C(plugins/module_utils/audit.py)); and
+    every event is redacted - mapping keys and values, values under keys like C(password), C(pw),
+    C(token), C(secret), C(private_key), C(api_key), C(value), and PEM and OpenSSH private keys,
+    Vault tokens, JWTs, bearer values, C(password=...) and C(pw=...), C(user:password@), hex keys
+    and random-looking words inside any string, nested at any depth.
   - An C(audit_event) task hidden by C(no_log) is recorded as C(audit_event_hidden) with a
     warning, so an audit point is never lost silently.
   - Works beside any stdout callback (it is a notification callback) and in AWX/AAP - enable it
     with E(ANSIBLE_CALLBACKS_ENABLED=penguinmails.vps.audit) in the job template's environment
     and prefer the syslog or webhook sinks there, since the file lives in the job's container.
 requirements:
-  - Python standard library only (urllib, smtplib, socket).
+  - ansible-core (C(ansible.module_utils.urls) for webhooks) and the Python standard library.
 options:
   file:
     description:
       - JSON lines file the events are appended to; the hash chain continues from its last line.
-      - Set to an empty string to keep the chain in memory only (for example in AWX, together with
-        O(syslog_address) or O(webhook_url)).
+      - Set to an empty string to chain the run's events in a private temporary file that is removed at
+        the end (for example in AWX, together with O(syslog_address) or O(webhook_url)); that file is
+        not a sink, so an event then needs syslog or a webhook to count as accepted.
     type: str
     default: ~/.ansible/penguinmails/audit.jsonl
     env:
@@ -58,7 +74,8 @@ options:
   chain_key:
     description:
       - With a key, the chain uses HMAC-SHA256, so an attacker who can write the file cannot
-        re-hash an edited event; C(verify) then needs the key in E(PENGUINMAILS_AUDIT_CHAIN_KEY).
+        re-hash an edited event; C(verify) then needs the key in E(PENGUINMAILS_AUDIT_CHAIN_KEY) and
+        accepts only HMAC-SHA256 lines (a line rewritten as plain SHA-256 is reported).
     type: str
     env:
       - name: PENGUINMAILS_AUDIT_CHAIN_KEY
@@ -154,6 +171,16 @@ options:
     ini:
       - section: penguinmails_audit
         key: webhook_validate_certs
+  webhook_ca_path:
+    description:
+      - PEM file of CA certificates to verify HTTPS webhooks against (besides the system's).
+    type: path
+    version_added: 0.2.0
+    env:
+      - name: PENGUINMAILS_AUDIT_WEBHOOK_CA_PATH
+    ini:
+      - section: penguinmails_audit
+        key: webhook_ca_path
   alert_severities:
     description:
       - Severities that count as alerts.
@@ -207,7 +234,10 @@ options:
         key: smtp_port
   smtp_security:
     description:
-      - V(starttls) upgrades the connection, V(tls) connects with TLS (port 465).
+      - V(starttls) upgrades the connection, V(tls) connects with TLS (port 465); both verify the
+        server's certificate (O(smtp_validate_certs)).
+      - V(none) sends in clear and therefore refuses O(smtp_username) - the password is never sent
+        over a connection that is not encrypted.
     type: str
     default: none
     choices: [none, starttls, tls]
@@ -216,9 +246,31 @@ options:
     ini:
       - section: penguinmails_audit
         key: smtp_security
+  smtp_validate_certs:
+    description:
+      - Verify the SMTP server's TLS certificate (C(ssl.create_default_context())) with
+        O(smtp_security=starttls) or O(smtp_security=tls).
+    type: bool
+    default: true
+    version_added: 0.2.0
+    env:
+      - name: PENGUINMAILS_AUDIT_SMTP_VALIDATE_CERTS
+    ini:
+      - section: penguinmails_audit
+        key: smtp_validate_certs
+  smtp_ca_path:
+    description:
+      - PEM file of CA certificates to verify the SMTP server against (instead of the system's).
+    type: path
+    version_added: 0.2.0
+    env:
+      - name: PENGUINMAILS_AUDIT_SMTP_CA_PATH
+    ini:
+      - section: penguinmails_audit
+        key: smtp_ca_path
   smtp_username:
     description:
-      - SMTP AUTH user; no AUTH when unset.
+      - SMTP AUTH user; no AUTH when unset. Needs O(smtp_security=starttls) or O(smtp_security=tls).
     type: str
     env:
       - name: PENGUINMAILS_AUDIT_SMTP_USERNAME
@@ -234,10 +286,41 @@ options:
     ini:
       - section: penguinmails_audit
         key: smtp_password
+  on_sink_failure:
+    description:
+      - What a sink that refuses an event (while another sink accepted it) does to the audit point.
+      - V(warn) - a warning; V(fail) - the M(penguinmails.vps.audit_event) task fails.
+    type: str
+    default: warn
+    choices: [warn, fail]
+    version_added: 0.2.0
+    env:
+      - name: PENGUINMAILS_AUDIT_ON_SINK_FAILURE
+    ini:
+      - section: penguinmails_audit
+        key: on_sink_failure
+  on_event_lost:
+    description:
+      - What an event that no sink accepted does to the audit point.
+      - V(fail) - the M(penguinmails.vps.audit_event) task fails, so the play stops there; V(warn) -
+        a warning.
+      - Events that other modules return (not through M(penguinmails.vps.audit_event)) are written
+        by the callback after their task and can only be reported as an error.
+    type: str
+    default: fail
+    choices: [fail, warn]
+    version_added: 0.2.0
+    env:
+      - name: PENGUINMAILS_AUDIT_ON_EVENT_LOST
+    ini:
+      - section: penguinmails_audit
+        key: on_event_lost
 notes:
   - Tag audit tasks with C(always) so that C(--tags) runs still record them.
-  - Keep the last hash that C(verify) prints (or rely on the syslog/webhook copies) - removing the
-    newest events from the end of the file cannot be detected from the file alone.
+  - The file alone cannot show that its newest events were cut off or that it was replaced - keep
+    O(syslog_address) or O(webhook_url) on (they receive every event and the end-of-run checkpoints)
+    and verify with C(--anchor); see docs/audit.md for what an attacker who owns the controller can
+    and cannot hide.
 seealso:
   - module: penguinmails.vps.audit_event
 """
@@ -260,27 +343,35 @@ EXAMPLES = r"""
 #   ANSIBLE_CALLBACKS_ENABLED=penguinmails.vps.audit \
 #   PENGUINMAILS_AUDIT_FILE=/var/log/penguinmails/audit.jsonl \
 #   ansible-playbook penguinmails.vps.rotate -e tenant_id=t1
-# and check the chain:
-#   python ansible_collections/penguinmails/vps/plugins/module_utils/audit.py verify /var/log/penguinmails/audit.jsonl
+# and check the chain (against what syslog received):
+#   ansible-playbook penguinmails.vps.audit_verify -e audit_file=/var/log/penguinmails/audit.jsonl \
+#     -e audit_anchor=/var/log/remote/penguinmails-audit.log
 """
 
+import atexit
 import getpass
 import ipaddress
 import os
+import shutil
+import tempfile
 
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.penguinmails.vps.plugins.module_utils import audit as audit_utils
 from ansible_collections.penguinmails.vps.plugins.module_utils.audit import (
     AuditError,
-    AuditLog,
-    EmailSink,
-    SyslogSink,
-    WebhookSink,
+    audit_log_from_options,
     build_event,
     normalize_event,
 )
 
 AUDIT_ACTION = "audit_event"
+OPTION_NAMES = (
+    "file", "chain_key", "syslog_address", "syslog_facility", "webhook_url", "alert_webhook_url", "webhook_secret",
+    "webhook_attempts", "webhook_timeout", "webhook_backoff", "webhook_validate_certs", "webhook_ca_path",
+    "alert_severities", "alert_email_to", "alert_email_from", "smtp_host", "smtp_port", "smtp_security",
+    "smtp_validate_certs", "smtp_ca_path", "smtp_username", "smtp_password", "on_sink_failure", "on_event_lost",
+)
 
 
 def _task_result(result):
@@ -307,43 +398,28 @@ class CallbackModule(CallbackBase):
     def __init__(self, display=None):
         super(CallbackModule, self).__init__(display=display)
         self.log = None
+        self.options = {}
         self.playbook = None
         self.play = None
         self.extra = {}
         self.count = 0
+        self.lost = 0
 
     # -- configuration ----------------------------------------------------------------------
     def set_options(self, task_keys=None, var_options=None, direct=None):
         super(CallbackModule, self).set_options(task_keys=task_keys, var_options=var_options, direct=direct)
-        opt = self.get_option
-        syslog = webhook = alert_webhook = email = None
-        try:
-            if opt("syslog_address"):
-                syslog = SyslogSink(opt("syslog_address"), facility=opt("syslog_facility"))
-            hook = dict(attempts=opt("webhook_attempts"), timeout=opt("webhook_timeout"), backoff=opt("webhook_backoff"),
-                        secret=opt("webhook_secret"), validate_certs=opt("webhook_validate_certs"))
-            if opt("webhook_url"):
-                webhook = WebhookSink(opt("webhook_url"), **hook)
-            if opt("alert_webhook_url"):
-                alert_webhook = WebhookSink(opt("alert_webhook_url"), **hook)
-            recipients = [r.strip() for r in (opt("alert_email_to") or []) if r and r.strip()]
-            if recipients:
-                email = EmailSink(opt("smtp_host"), port=opt("smtp_port"), sender=opt("alert_email_from"),
-                                  recipients=recipients, username=opt("smtp_username"), password=opt("smtp_password"),
-                                  security=opt("smtp_security"))
-        except AuditError as exc:
-            self._warn("configuration: %s" % exc)
-        path = opt("file")
-        self.log = AuditLog(
-            file_path=os.path.expanduser(path) if path else None,
-            chain_key=opt("chain_key"),
-            syslog=syslog,
-            webhook=webhook,
-            alert_webhook=alert_webhook,
-            email=email,
-            alert_severities=opt("alert_severities") or ("critical",),
-            warn=self._warn,
-        )
+        self.options = dict((name, self.get_option(name)) for name in OPTION_NAMES)
+        run_file = None
+        if not self.options.get("file"):
+            # no file: the run's events are chained in a private file that goes away with the run
+            directory = tempfile.mkdtemp(prefix="penguinmails-audit-")
+            atexit.register(shutil.rmtree, directory, True)
+            run_file = os.path.join(directory, "run.jsonl")
+        self.log = audit_log_from_options(self.options, warn=self._warn, run_file=run_file)
+        # The audit_event action runs in worker processes forked from this one: it finds the same
+        # options here and writes its event itself (see RUN_STATE in module_utils/audit.py).
+        audit_utils.RUN_STATE.clear()
+        audit_utils.RUN_STATE.update(options=dict(self.options), run_file=run_file, playbook=None, play=None, extra={})
 
     def _warn(self, message):
         self._display.warning("penguinmails.vps.audit: %s" % message)
@@ -351,6 +427,7 @@ class CallbackModule(CallbackBase):
     # -- play context -----------------------------------------------------------------------
     def v2_playbook_on_start(self, playbook):
         self.playbook = os.path.basename(getattr(playbook, "_file_name", "") or "") or None
+        audit_utils.RUN_STATE["playbook"] = self.playbook
 
     def v2_playbook_on_play_start(self, play):
         self.play = play.get_name()
@@ -359,6 +436,7 @@ class CallbackModule(CallbackBase):
         except Exception:  # pylint: disable=broad-except
             extra = {}
         self.extra = dict((k, str(extra[k])) for k in ("awx_job_id", "awx_user_name", "tower_user_name") if extra.get(k))
+        audit_utils.RUN_STATE.update(play=self.play, extra=dict(self.extra))
 
     # -- audit points -----------------------------------------------------------------------
     def v2_runner_on_ok(self, result):
@@ -368,9 +446,19 @@ class CallbackModule(CallbackBase):
         self._collect(result)
 
     def v2_playbook_on_stats(self, stats):
-        if self.log is not None and self.count:
-            where = self.log.store.path if hasattr(self.log.store, "path") else "memory"
+        if self.log is None:
+            return
+        record, accepted, failed = self.log.checkpoint(run_events=self.count, user=_login_user())
+        for name, reason in failed:
+            self._warn("audit %s: checkpoint seq %s not delivered: %s" % (name, record["details"]["seq"], reason))
+        if record is not None and accepted:
+            self._display.v("penguinmails.vps.audit: checkpoint seq %s hash %s sent to %s" % (
+                record["details"]["seq"], record["details"]["hash"], ", ".join(accepted)))
+        if self.count:
+            where = self.log.store.path if self.log.store is not None and not self.log.ephemeral else "syslog/webhook only"
             self._display.v("penguinmails.vps.audit: %d event(s) recorded (%s)" % (self.count, where))
+        if self.lost:
+            self._display.error("penguinmails.vps.audit: %d audit event(s) of this run reached no sink" % self.lost)
 
     def _collect(self, result):
         if self.log is None:
@@ -379,11 +467,12 @@ class CallbackModule(CallbackBase):
         task = _task_of(result)
         action = str(getattr(task, "resolved_action", None) or getattr(task, "action", "") or "")
         candidates = []
-        if isinstance(data.get("audit_event"), dict):
-            candidates.append(data["audit_event"])
-        for item in data.get("results") or []:
-            if isinstance(item, dict) and isinstance(item.get("audit_event"), dict):
-                candidates.append(item["audit_event"])
+        for item in [data] + [r for r in data.get("results") or [] if isinstance(r, dict)]:
+            if isinstance(item.get("audit_event"), dict):
+                if isinstance(item.get("audit_delivery"), dict):
+                    self.count += 1  # the audit_event action already wrote it
+                else:
+                    candidates.append(item["audit_event"])
         if not candidates and data.get("censored") and action.rsplit(".", maxsplit=1)[-1] == AUDIT_ACTION:
             self._warn("the audit_event task %r is no_log: its event was hidden from the callback; remove no_log"
                        % self._task_name(task))
@@ -413,7 +502,13 @@ class CallbackModule(CallbackBase):
         }
         if self.extra.get("awx_job_id"):
             context["awx_job_id"] = self.extra["awx_job_id"]
-        self.log.emit(event, context)
+        delivery = self.log.deliver(event, context)
+        for message in delivery.warnings():
+            self._warn(message)
+        if delivery.lost:
+            self.lost += 1
+            self._display.error("penguinmails.vps.audit: audit event %s (returned by task %r) reached no sink: %s" % (
+                event["action"], self._task_name(task), "; ".join("%s: %s" % item for item in delivery.failed) or "no sink"))
         self.count += 1
 
     @staticmethod

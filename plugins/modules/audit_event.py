@@ -14,17 +14,25 @@ version_added: 0.1.0
 author:
   - penguinmails.vps developers (@penguinmails)
 description:
-  - Marks a task as an audit point. The task returns the event in RV(audit_event); the callback
-    plugin P(penguinmails.vps.audit#callback) writes it to the hash-chained audit file, syslog and
-    webhook, and sends critical events to the alert webhook and alert email.
+  - Marks a task as an audit point. The task returns the event in RV(audit_event). With the callback
+    plugin P(penguinmails.vps.audit#callback) enabled, the action writes the event to the callback's
+    sinks (the hash-chained audit file, syslog, webhook; critical events also to the alert webhook and
+    alert email) before the task completes, returns where it went in RV(audit_delivery), and fails when
+    no sink accepted it (the callback's C(on_event_lost), default V(fail)) or, with the callback's
+    C(on_sink_failure=fail), when any sink refused it.
   - The event has the fields C(timestamp), C(action), C(tenantId), C(userId), C(ipAddress),
     C(status), C(severity) and C(details).
   - Runs on the controller (an action plugin); it never connects to the host, so it works in a
     C(rescue) block after the host became unreachable.
-  - O(details) is redacted before it is returned, so private keys, passwords and tokens never reach
-    the output or the audit sinks. Values under keys that look like C(password), C(token),
-    C(secret), C(private_key), C(api_key) become C(********), and so do PEM private keys, Vault
-    tokens, JWTs and C(user:password@) inside any string.
+  - O(details) keeps only the fields its action declares (the allow-list C(ACTIONS) in
+    C(plugins/module_utils/audit.py), listed in docs/audit.md; an undeclared action keeps the generic
+    fields C(role), C(mode), C(trigger), C(host), C(reason), C(source), C(error), C(failedTask),
+    C(count), C(forced), C(secretType)); the others are dropped and counted in C(droppedFields).
+  - What is kept is redacted before it is returned, so private keys, passwords and tokens never reach
+    the output or the audit sinks. Mapping keys and values are both redacted - values under keys that
+    look like C(password), C(pw), C(token), C(secret), C(private_key), C(api_key), C(value) become
+    C(********), and so do PEM and OpenSSH private keys, Vault tokens, JWTs, C(pw=...) and
+    C(user:password@), hex keys and random-looking words inside any string.
   - "Do not set C(no_log: true) on this task: Ansible hides no_log results from callbacks, so the
     callback can only record that an audit event was hidden (action C(audit_event_hidden))."
 options:
@@ -33,7 +41,8 @@ options:
       - The event name, matching C(^[a-z][a-z0-9_]{2,63}$).
       - "The collection emits V(ssh_key_downloaded), V(ssh_key_rotated), V(ssh_key_revoked),
         V(ssh_key_regenerated), V(vps_migration_completed), V(vps_migration_failed),
-        V(smtp_credentials_recovered), V(bulk_rotation_completed) and V(ssh_login_failed)."
+        V(smtp_credentials_recovered), V(smtp_password_rotated), V(smtp_password_applied),
+        V(dkim_key_rotated), V(bulk_rotation_completed), V(ssh_login_failed) and V(vault_write_burst)."
     type: str
     required: true
   status:
@@ -61,29 +70,29 @@ options:
     description:
       - Event-specific data, for example C(mode) (V(auto) or V(manual)) and C(role) for
         V(ssh_key_rotated), or C(rotatedCount) and C(failedCount) for V(bulk_rotation_completed).
-      - Redacted before it is returned or written.
+      - Only the fields the action declares are kept; redacted before it is returned or written.
     type: dict
     default: {}
   severity:
     description:
       - V(critical) events also go to the alert webhook and alert email.
-      - "Default: V(critical) for V(vps_migration_failed) and for any O(status=failure), V(warning)
-        for V(ssh_login_failed), V(info) otherwise."
+      - "Default: V(critical) for V(vps_migration_failed), V(vault_write_burst) and for any
+        O(status=failure), V(warning) for V(ssh_login_failed), V(info) otherwise."
     type: str
     choices: [info, warning, critical]
   redact_values:
     description:
       - Secret values to mask wherever they appear in O(details), for secrets that have no
         recognisable shape (for example a short password inside a command's output).
-      - Words of 20 or more characters that mix lower case, upper case and digits are masked
-        anyway, as generated passwords and tokens.
+      - Random-looking words of 12 or more letters and digits are masked anyway, as generated
+        passwords and tokens (see docs/audit.md).
     type: list
     elements: str
     default: []
 attributes:
   check_mode:
     support: full
-    description: The event is returned in check mode too; the callback marks it with C(context.check_mode).
+    description: The event is recorded in check mode too, marked with C(context.check_mode).
   diff_mode:
     support: none
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
@@ -141,7 +150,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 audit_event:
-  description: The event, redacted; the audit callback adds C(context), C(seq), C(prev_hash) and C(hash) when it writes it.
+  description:
+    - The event, redacted.
+    - When the audit callback is enabled, the event as written - with C(context), C(chain_id), C(seq),
+      C(prev_hash), C(hash_alg) and C(hash) when the file took it.
   returned: always
   type: dict
   contains:
@@ -174,9 +186,24 @@ audit_event:
       type: str
       sample: info
     details:
-      description: The redacted details.
+      description: The allowed, redacted details (C(droppedFields) counts the fields dropped).
       type: dict
       sample: {"mode": "manual", "role": "admin"}
+audit_delivery:
+  description: Where the event went.
+  returned: when the audit callback is enabled and the task is not C(no_log)
+  type: dict
+  contains:
+    accepted:
+      description: Sinks that took the event (V(file), V(syslog), V(webhook), V(alert webhook), V(alert email)).
+      type: list
+      elements: str
+      sample: ["file", "syslog"]
+    failed:
+      description: Sinks that refused it (their reasons are in the task's warnings).
+      type: list
+      elements: str
+      sample: []
 """
 
 import getpass

@@ -12,107 +12,25 @@ import hmac
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from tests.support.ansible_run import REPO, ansible_env, run_playbook
 from tests.support.openbao import free_port, wait_until
+from tests.support.receivers import MailSink, SyslogReceiver, Webhook
 
 AUDIT_PY = os.path.join(REPO, "plugins", "module_utils", "audit.py")
 
 
-# -- receivers ---------------------------------------------------------------------------
-class Webhook:
-    """A real HTTP server on 127.0.0.1 that records POSTs; ``fail`` maps path -> statuses to answer first."""
-
-    def __init__(self):
-        self.requests = []
-        self.fail = {}
-        self.lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with owner.lock:
-                    owner.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                    queue = owner.fail.get(self.path) or []
-                    status = queue.pop(0) if queue else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def events(self, path):
-        with self.lock:
-            return [json.loads(r["body"]) for r in self.requests if r["path"] == path]
+CHECKPOINT = "audit_checkpoint"
 
 
-class SyslogReceiver:
-    """A datagram socket (UDP on 127.0.0.1, or a Unix socket) collecting syslog messages."""
-
-    def __init__(self, unix_path=None):
-        if unix_path:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self.sock.bind(unix_path)
-            self.address = unix_path
-        else:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind(("127.0.0.1", 0))
-            self.address = "udp://127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.sock.settimeout(0.2)
-        self.messages = []
-        self.running = True
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        while self.running:
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.messages.append(data.decode("utf-8"))
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join(5)
-        self.sock.close()
-
-
-class MailSink:
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        self.messages.append(envelope)
-        return "250 OK"
-
-    def __init__(self):
-        self.messages = []
+def events_only(records):
+    """Sink records without the end-of-run checkpoints."""
+    return [r for r in records if r.get("action") != CHECKPOINT]
 
 
 @pytest.fixture()
@@ -327,7 +245,7 @@ def test_lifecycle_events_sinks_alerts_and_no_secrets_at_vvvv(tmp_path, webhook,
             env=dict(env, PENGUINMAILS_AUDIT_SYSLOG=unix_path), args=["-vvvv"],
         )
         assert proc2.returncode == 0, proc2.stdout[-3000:] + proc2.stderr[-3000:]
-        wait_until(lambda: len(unix_syslog.messages) == 1, 10, "the Unix syslog message")
+        wait_until(lambda: len(unix_syslog.messages) == 2, 10, "the Unix syslog event and checkpoint")
 
     events = read_events(audit_file)
     assert [(e["action"], e["tenantId"], e["status"], e["severity"]) for e in events] == EXPECTED + [
@@ -343,18 +261,25 @@ def test_lifecycle_events_sinks_alerts_and_no_secrets_at_vvvv(tmp_path, webhook,
     assert all(b["prev_hash"] == a["hash"] for a, b in zip(events, events[1:]))
     assert oct(os.stat(audit_file).st_mode & 0o777) == "0o600"
 
-    # every event reached the webhook (signed), syslog; alerts only the critical one
+    # every event reached the webhook (signed), syslog; alerts only the critical one; each run ended with
+    # a checkpoint (the file's last seq and hash) to syslog and the webhook, never to the alert sinks
     all_hook = webhook.events("/all")
-    assert [e["hash"] for e in all_hook] == [e["hash"] for e in events]
+    assert [e["hash"] for e in events_only(all_hook)] == [e["hash"] for e in events]
+    checkpoints = [r["details"] for r in all_hook if r["action"] == CHECKPOINT]
+    assert [(c["seq"], c["hash"], c["chainId"]) for c in checkpoints] == [
+        (len(EXPECTED), events[len(EXPECTED) - 1]["hash"], events[0]["chain_id"]),
+        (len(events), events[-1]["hash"], events[0]["chain_id"])]
+    assert checkpoints[0]["runEvents"] == len(EXPECTED) and checkpoints[1]["runEvents"] == 1
     for request in [r for r in webhook.requests if r["path"] == "/all"]:
         expected_sig = "sha256=" + hmac.new(b"hook-signing-secret", request["body"], hashlib.sha256).hexdigest()
         assert request["headers"]["X-Penguinmails-Signature"] == expected_sig
     assert [e["action"] for e in webhook.events("/alert")] == ["vps_migration_failed"]
-    wait_until(lambda: len(syslog_udp.messages) == len(EXPECTED), 10, "the UDP syslog messages")
-    assert [json.loads(m.split(" - ", 1)[1])["hash"] for m in syslog_udp.messages] == [e["hash"] for e in events[:-1]]
+    wait_until(lambda: len(syslog_udp.messages) == len(EXPECTED) + 1, 10, "the UDP syslog messages")
+    assert [b["hash"] for b in events_only(syslog_udp.bodies())] == [e["hash"] for e in events[:-1]]
+    assert syslog_udp.bodies()[-1]["details"]["hash"] == events[len(EXPECTED) - 1]["hash"]
     assert syslog_udp.messages[0].startswith("<86>1 ")  # authpriv.info
     assert syslog_udp.messages[9].startswith("<82>1 ")  # authpriv.crit
-    assert json.loads(unix_syslog.messages[0].split(" - ", 1)[1])["tenantId"] == "t3"
+    assert unix_syslog.bodies()[0]["tenantId"] == "t3" and unix_syslog.bodies()[1]["action"] == CHECKPOINT
     assert len(smtp.messages) == 1
     mail = smtp.messages[0]
     assert sorted(mail.rcpt_tos) == ["ops@example.com", "sec@example.com"]
@@ -455,9 +380,10 @@ def test_webhook_retries_are_bounded(tmp_path, webhook):
     gone = run_playbook(play, env=callback_env(audit_file, PENGUINMAILS_AUDIT_WEBHOOK_URL=webhook.url + "/gone?token=abc123secret",
                                                PENGUINMAILS_AUDIT_WEBHOOK_BACKOFF="0.05"))
     paths = [r["path"].split("?")[0] for r in webhook.requests]
-    assert paths.count("/flaky") == 3 and len(webhook.events("/flaky")) == 3
+    assert paths.count("/flaky") == 3 + 1  # two refusals, the event, then the end-of-run checkpoint
+    assert [e["action"] for e in webhook.events("/flaky")] == ["vps_migration_failed"] * 3 + [CHECKPOINT]
     assert paths.count("/down") == 4
-    assert paths.count("/gone") == 1  # 404 is final
+    assert paths.count("/gone") == 2  # 404 is final: one try for the event, one for the checkpoint
     assert down.returncode == 0 and gone.returncode == 0  # a failing sink never fails the play
     down_out = down.stdout + down.stderr
     assert "audit alert webhook: event vps_migration_failed not delivered" in down_out
@@ -528,7 +454,8 @@ def test_module_results_carrying_audit_event_and_invalid_ones(tmp_path):
     assert proc.returncode == 0, out
     events = read_events(audit_file)
     assert [e["action"] for e in events] == ["ssh_key_rotated", "audit_event_hidden"]
-    assert events[0]["tenantId"] == "t9" and events[0]["details"]["secret_id"] == "********"
+    # secret_id is no detail field of ssh_key_rotated: dropped (counted), never written
+    assert events[0]["tenantId"] == "t9" and events[0]["details"] == {"mode": "auto", "droppedFields": 1}
     assert "abc-secret-id-123" not in audit_file.read_text()
     assert "its event was hidden from the callback" in out
 

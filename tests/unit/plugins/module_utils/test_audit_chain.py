@@ -95,12 +95,11 @@ def test_redaction_of_keys_and_values_nested():
         "api_key": "abcd1234efgh",
         "rotatedCount": 3,
     }
-    event = make_event(details=details)
-    text = json.dumps(event)
+    kept = audit.redact(details)
+    text = json.dumps(kept)
     for secret in ("hunter2hunter2", "p4ss-w0rd!", "OPENSSH PRIVATE", "BEGIN PRIVATE KEY", FAKE_TOKEN, FAKE_JWT,
                    "s3cr3tpass", "abcd1234efgh", "fakefake"):
         assert secret not in text
-    kept = event["details"]
     assert kept["smtp"]["username"] == "admin@example.com"
     assert kept["smtp"]["password_set"] is True
     assert kept["keys"][0]["public_key"] == "ssh-ed25519 AAAAC3Nza pub"
@@ -109,18 +108,35 @@ def test_redaction_of_keys_and_values_nested():
     assert kept["url"] == "https://bob:%s@hooks.example.com/x" % audit.REDACTED
 
 
+def test_details_keep_only_the_fields_their_action_allows():
+    details = {"role": "admin", "mode": "manual", "fingerprint": "SHA256:abc", "private_key": FAKE_PEM,
+               "note": "free text", FAKE_PEM: 1}
+    event = make_event(details=details)
+    assert event["details"] == {"role": "admin", "mode": "manual", "fingerprint": "SHA256:abc", "droppedFields": 3}
+    # an action nobody declared keeps the generic fields only
+    other = audit.build_event("site_backup_done", details={"host": "h1", "error": "none", "bucket": "b1"})
+    assert other["details"] == {"host": "h1", "error": "none", "droppedFields": 1}
+    # every action the collection's playbooks emit is declared
+    for action in ("ssh_key_rotated", "ssh_key_revoked", "ssh_key_regenerated", "ssh_key_downloaded",
+                   "bulk_rotation_completed", "vps_migration_completed", "vps_migration_failed",
+                   "smtp_credentials_recovered", "smtp_password_rotated", "smtp_password_applied", "dkim_key_rotated",
+                   "ssh_login_failed", "vault_write_burst", "chain_break"):
+        assert action in audit.ACTIONS
+
+
 def test_random_looking_words_are_masked_but_public_material_is_kept():
     details = {
         "out": "generated Pw-YRkPvmF59iYdQe_UGG4N4poR for the admin",
         "pub": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFake0123456789abcd admin@t1",
         "fingerprint": "SHA256:Xk3mPq9ZrT5vW2yB8nC4dF6gH1jK7lL0oP3qR5sT8uV",
         "when": "2026-11-23T10:44:12.123456Z",
-        "digest": "4bc04b4dfa3e1c2b9f0e8d7c6b5a49382716a5b4c3d2e1f0a9b8c7d6e5f4a3b2",
+        "key": "4bc04b4dfa3e1c2b9f0e8d7c6b5a49382716a5b4c3d2e1f0a9b8c7d6e5f4a3b2",
         "task": "Provision_the_new_vps_for_tenant_t1",
     }
     out = audit.redact(details)
     assert out["out"] == "generated ******** for the admin"
-    for name in ("pub", "fingerprint", "when", "digest", "task"):
+    assert out["key"] == audit.REDACTED  # a hex string of 128 bits or more is a key (API, HMAC, secret id)
+    for name in ("pub", "fingerprint", "when", "task"):
         assert out[name] == details[name]
     # ids in the event's own fields are not subject to the heuristic
     event = audit.build_event("ssh_key_rotated", tenant_id="TenantAbc1234567890xyz")
@@ -286,3 +302,19 @@ def test_verify_after_rotation_with_first_prev_hash(tmp_path):
     assert run_verify(str(second)).returncode == 1
     assert run_verify(str(second), "--first-prev-hash", events[1]["hash"]).returncode == 0
     assert run_verify(str(second), "--any-start").returncode == 0
+
+
+# -- docs ----------------------------------------------------------------------------------
+def render_detail_fields():
+    lines = ["| action | detail fields besides the generic ones |", "|---|---|"]
+    for action, (_severity, fields) in audit.ACTIONS.items():
+        lines.append("| `%s` | %s |" % (action, ", ".join("`%s`" % field for field in fields) or "–"))
+    return "\n".join(lines)
+
+
+def test_docs_audit_md_lists_the_detail_fields_of_every_action():
+    with open(os.path.join(REPO, "docs", "audit.md")) as handle:
+        doc = handle.read()
+    table = doc.split("<!-- detail-fields:begin -->\n", 1)[1].split("\n<!-- detail-fields:end -->", 1)[0]
+    assert table.strip() == render_detail_fields(), render_detail_fields()
+    assert "`%s`" % "`, `".join(audit.GENERIC_FIELDS[:-1]) in doc.replace("\n", " ")
