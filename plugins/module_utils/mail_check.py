@@ -102,6 +102,18 @@ def parse_tag_list(value):
     return tags
 
 
+class _IMAP4TLS(imaplib.IMAP4_SSL):
+    """IMAP over TLS whose certificate is checked against ``server_name`` (the host may be an IP address)."""
+
+    def __init__(self, server_name, *args, **kwargs):
+        self._server_name = server_name
+        imaplib.IMAP4_SSL.__init__(self, *args, **kwargs)
+
+    def _create_socket(self, *args):
+        sock = imaplib.IMAP4._create_socket(self, *args)  # pylint: disable=protected-access
+        return self.ssl_context.wrap_socket(sock, server_hostname=self._server_name)
+
+
 class MailCheck(object):
     """One end-to-end check; see the module ``smtp_check`` for the meaning of the options."""
 
@@ -312,11 +324,13 @@ class MailCheck(object):
         return message_id
 
     def imap_connect(self):
+        """IMAPS to imap_host, checking the certificate against tls_server_name when imap_host is the SMTP host."""
         context = self.tls_context()
+        name = self.tls_server_name if self.imap_host == self.host else self.imap_host
         try:
-            return imaplib.IMAP4_SSL(self.imap_host, self.imap_port, ssl_context=context, timeout=self.timeout)
+            return _IMAP4TLS(name, self.imap_host, self.imap_port, ssl_context=context, timeout=self.timeout)
         except TypeError:  # pragma: no cover - Python < 3.9 has no timeout argument
-            return imaplib.IMAP4_SSL(self.imap_host, self.imap_port, ssl_context=context)
+            return _IMAP4TLS(name, self.imap_host, self.imap_port, ssl_context=context)
 
     def fetch(self, message_id):
         where = "IMAPS %s:%d" % (self.imap_host, self.imap_port)
