@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""roles/mailu and roles/dkim through ansible-playbook (connection local, a private root dir).
+"""roles/mailu and roles/dkim through ansible-playbook against lab hosts (SSH as root, Mailu's root /mailu).
 
 Real parts: OpenBao (tests/support/openbao.py) holds smtp/<tenant>/admin and dkim/<domain>/<selector>;
-the lab mail service (tests/lab/mailservice.py) is what the role starts with mailu_start_command
-and configures with mailu_admin_command; BIND9 (tests/lab/bind.py) receives the DKIM TXT records
-through penguinmails.vps.dns_record; smtp_check verifies the result end to end.
+each site is a lab host (tests/lab/mail) where the role starts Debian's Postfix, Dovecot and Rspamd with the
+lab's mailu_start_command and sets the admin password with the stand-in for Mailu's admin CLI; BIND9
+(tests/lab/bind.py) receives the DKIM TXT records through penguinmails.vps.dns_record; smtp_check verifies
+the result end to end.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import os
 import re
 import secrets
 import stat
-import subprocess
-import sys
 
 import dns.message
 import dns.query
@@ -24,12 +23,10 @@ import dns.rdatatype
 import pytest
 
 from ansible_collections.penguinmails.vps.plugins.module_utils.mail_check import MailCheck
-from tests.lab import mailservice
+from tests.lab import mail as lab_mail
 from tests.lab.bind import Bind9
-from tests.lab.mailservice import dkim_txt, free_loopback_address, generate_dkim_key
+from tests.lab.mail import dkim_txt, generate_dkim_key
 from tests.support.ansible_run import run_playbook
-
-SERVICE = os.path.abspath(mailservice.__file__)
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +37,29 @@ def dns_server(tmp_path_factory):
     server.stop()
 
 
-class Site:
-    """One tenant: a root dir standing in for /mailu, a loopback address, Vault data."""
+@pytest.fixture(scope="module")
+def mail_lab():
+    with lab_mail.MailLab() as lab:
+        yield lab
 
-    def __init__(self, openbao, tmp_path, domain):
+
+class Site:
+    """One tenant: a lab host (its /mailu is Mailu's root), Vault data."""
+
+    def __init__(self, openbao, tmp_path, mail_lab, domain):
         self.openbao = openbao
         self.tmp_path = tmp_path
-        self.root = str(tmp_path / "mailu")
+        self.mail_lab = mail_lab
         self.tenant = "t-" + secrets.token_hex(4)
+        self.host = mail_lab.host(self.tenant)
+        self.root = self.host.root
         self.domain = domain
-        self.address = free_loopback_address()
+        self.address = self.host.ip
         self.password = "Pw-" + secrets.token_hex(12)
         self.username = "admin@" + domain
 
     def seed_admin(self, password=None, **extra):
-        data = {"username": self.username, "password": password or self.password,
+        data = {"username": self.username, "password": self.password if password is None else password,
                 "webmail_url": "https://mail.%s/webmail" % self.domain}
         data.update(extra)
         self.openbao.kv_put("smtp", "%s/admin" % self.tenant, data)
@@ -63,23 +68,22 @@ class Site:
         values = {
             "mailu_tenant_id": self.tenant,
             "mailu_domain": self.domain,
-            "mailu_root": self.root,
             "mailu_install_docker": False,
-            "mailu_start_command": "%s %s --root %s --listen %s --daemon" % (
-                sys.executable, SERVICE, self.root, self.address),
-            "mailu_admin_command": [sys.executable, SERVICE, "admin", "--root", self.root],
-            "mailu_check_host": self.address,
+            "mailu_start_command": lab_mail.START_COMMAND,
+            "mailu_admin_command": lab_mail.ADMIN_COMMAND,
             "mailu_check_validate_certs": False,
             "mailu_start_timeout": 30,
+            "mailu_admin_delay": 1,
         }
         values.update(extra)
         return values
 
     def play(self, roles, check=False):
-        playbook = "- hosts: localhost\n  gather_facts: false\n  roles:\n"
+        playbook = "- hosts: %s\n  gather_facts: false\n  roles:\n" % self.tenant
         for name, values in roles:
             playbook += "    - role: penguinmails.vps.%s\n      vars: %s\n" % (name, json.dumps(values))
         proc = run_playbook(playbook, env=self.openbao.env(), tmp_path=self.tmp_path,
+                            inventory=self.mail_lab.inventory(self.tmp_path, [self.host]),
                             args=["--check"] if check else [])
         return proc, proc.stdout + proc.stderr
 
@@ -95,26 +99,23 @@ class Site:
     def login(self, password):
         return MailCheck(self.address, self.username, password, validate_certs=False, send_probe=False).run()
 
-    def stop(self):
-        subprocess.run([sys.executable, SERVICE, "stop", "--root", self.root], capture_output=True, timeout=60, check=False)
-
 
 @pytest.fixture()
-def site_factory(openbao, tmp_path):
+def site_factory(openbao, tmp_path, mail_lab):
     sites = []
 
     def make(domain):
-        site = Site(openbao, tmp_path, domain)
+        site = Site(openbao, tmp_path, mail_lab, domain)
         sites.append(site)
         return site
 
     yield make
     for site in sites:
-        site.stop()
+        mail_lab.destroy(site.tenant)
 
 
 def recap(output):
-    match = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output)
+    match = re.search(r"\nt-[0-9a-f]{8}\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output)
     assert match, output
     return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups())))
 
@@ -152,13 +153,15 @@ def test_mailu_renders_starts_sets_admin_and_is_idempotent(site_factory):
     with open(os.path.join(site.root, "docker-compose.yml")) as handle:
         compose = handle.read()
     assert "0.0.0.0:587:587" in compose and "ghcr.io/mailu/admin:2024.06" in compose
-    # The service the role started accepts the Vault password and nothing else.
+    # The daemons the role started accept the Vault password and nothing else.
+    assert site.host.status()["running"] is True
     assert site.login(site.password)["failed_stage"] is None
     assert site.login("wrong-" + site.password)["failed_stage"] == "auth"
-    users = os.path.join(site.root, "data", "users.json")
-    assert mode(users) == 0o600
+    users = os.path.join(site.root, "data", "users.passwd")
+    assert mode(users) == 0o640
     with open(users) as handle:
-        assert site.password not in handle.read()
+        accounts = handle.read()
+    assert site.password not in accounts and accounts.startswith("admin@roles-a.test:{SHA512-CRYPT}$6$")
 
     proc, output = site.play([("mailu", site.vars())])
     assert proc.returncode == 0, output
@@ -179,7 +182,8 @@ def test_mailu_resets_the_password_only_when_the_login_fails(site_factory):
     proc, output = site.play([("mailu", site.vars(mailu_initial_admin_mode="ifmissing"))])
     assert proc.returncode == 0, output
     assert new_password not in output and site.password not in output
-    assert re.search(r"changed: \[localhost\]", output.split("Set the admin password from Vault")[1].split("TASK")[0])
+    assert re.search(r"changed: \[%s\]" % site.tenant,
+                     output.split("Set the admin password from Vault")[1].split("TASK")[0])
     assert site.login(new_password)["failed_stage"] is None
     assert site.login(site.password)["failed_stage"] == "auth"
     assert site.env()["SECRET_KEY"] == secret_key
@@ -197,6 +201,19 @@ def test_mailu_takes_secret_key_from_vault_for_a_new_host(site_factory):
     assert site.env()["SECRET_KEY"] == "VAULTKEY12345678"
 
 
+def test_mailu_never_sets_an_empty_password_from_vault(site_factory):
+    """The lab host refuses an empty admin password (Mailu's admin would not take it): the role fails."""
+    site = site_factory("roles-b.test")
+    site.seed_admin(password="")
+    proc, output = site.play([("mailu", site.vars(mailu_admin_retries=1, mailu_admin_delay=0))])
+    assert proc.returncode != 0, output[-6000:]
+    assert recap(output)["failed"] == 1
+    assert "Set the admin password from Vault" in output.split("fatal:")[0].rsplit("TASK", 1)[1]
+    assert not os.path.exists(os.path.join(site.root, "data", "users.passwd"))
+    assert site.host.status()["running"] is True  # the daemons run, nobody can log in
+    assert site.login("")["failed_stage"] == "auth"
+
+
 def test_mailu_fails_clearly_when_vault_has_no_credentials(site_factory):
     site = site_factory("roles-b.test")
     proc, output = site.play([("mailu", site.vars())])
@@ -211,7 +228,6 @@ def test_mailu_fails_clearly_when_vault_has_no_credentials(site_factory):
 def dkim_vars(site, dns_info, **extra):
     values = {
         "dkim_domain": site.domain,
-        "dkim_root": site.root,
         "dkim_dns_server": dns_info["address"],
         "dkim_dns_port": dns_info["port"],
         "dkim_dns_key_name": dns_info["tsig_name"],
@@ -254,7 +270,6 @@ def test_dkim_installs_every_selector_publishes_and_mail_verifies(site_factory, 
 def test_dkim_generates_a_missing_key_once_when_asked(site_factory, openbao, dns_server):
     domain = "gen-%s.test" % secrets.token_hex(4)
     site = site_factory(domain)
-    os.makedirs(site.root)
     vars_ = dkim_vars(site, dns_server, dkim_publish=False)
 
     proc, output = site.play([("dkim", vars_)])

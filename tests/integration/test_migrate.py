@@ -20,7 +20,7 @@ import pytest
 
 from ansible_collections.penguinmails.vps.plugins.module_utils.mail_check import MailCheck
 from ansible_collections.penguinmails.vps.plugins.module_utils.tenant_record import STEPS
-from tests.lab import mailservice
+from tests.lab import mail as lab_mail
 from tests.lab import seed
 
 SWITCH = STEPS.index("dns_switched")
@@ -66,7 +66,7 @@ def assert_untouched(lab, tenant, txt=None):
     assert seed.dns_query(lab, tenant["domain"] + ".", "MX") == ["10 %s." % tenant["mail_host"]]
     if txt is None:
         pem = seed.vault(lab).read("dkim", "%s/dkim" % tenant["domain"]).data["private_key"]
-        txt = mailservice.dkim_txt(pem.encode())
+        txt = lab_mail.dkim_txt(pem.encode())
     assert seed.dns_query(lab, "dkim._domainkey.%s." % tenant["domain"], "TXT") == [txt]
     assert len(seed.instances_named(lab, old["name"])) == 1
     assert lab.host(old["lab_host"])["running"]
@@ -119,7 +119,7 @@ def assert_migrated(lab, tenant, workdir):
     # The old VPS is gone: not in the simulator, no host, no network namespace.
     assert seed.instances_named(lab, old["name"]) == []
     assert old["lab_host"] not in [host["name"] for host in lab.hosts()]
-    assert not [name for name in seed.netns_names() if name.endswith("-" + old["lab_host"])]
+    assert lab["network"]["netns_prefix"] + old["lab_host"] not in seed.netns_names()  # this lab's name only
 
     # The tenant record is on the new VPS and remembers the old one and the migration.
     record = seed.read_record(lab, tid)
@@ -131,7 +131,7 @@ def assert_migrated(lab, tenant, workdir):
     assert set(record["last_migration"]["steps"]) == set(STEPS)
 
     # The tenant was told, by mail to the new VPS.
-    mailbox = mailservice.mailbox_messages(host_fs(lab, new_host, "/mailu"), tenant["admin_user"])
+    mailbox = lab_mail.mailbox_messages(host_fs(lab, new_host, "/mailu"), tenant["admin_user"])
     notes = []
     for path in mailbox:
         with open(path, "rb") as handle:
@@ -249,7 +249,7 @@ def test_failing_mail_check_leaves_dns_and_the_old_vps_untouched(lab, workdir):
     Then a rerun (DNS repaired, the old VPS no longer reachable) resumes and completes.
     """
     tenant = seed.seed_tenant(lab)
-    wrong = mailservice.dkim_txt(mailservice.generate_dkim_key(None))
+    wrong = lab_mail.dkim_txt(lab_mail.generate_dkim_key(None))
     seed.publish_dkim_txt(lab, tenant["domain"], wrong)
     audit_file = os.path.join(workdir, "audit.jsonl")
     proc = seed.run_migrate(lab, tenant, workdir, audit_file=audit_file, extra_vars={"migrate_dkim_publish": False})
@@ -268,7 +268,7 @@ def test_failing_mail_check_leaves_dns_and_the_old_vps_untouched(lab, workdir):
     # The operator repairs DNS and reruns; meanwhile the old VPS stopped answering SSH. The migration
     # resumes on the same new VPS, and the old one is destroyed without the wipe.
     pem = seed.vault(lab).read("dkim", "%s/dkim" % tenant["domain"]).data["private_key"]
-    seed.publish_dkim_txt(lab, tenant["domain"], mailservice.dkim_txt(pem.encode()))
+    seed.publish_dkim_txt(lab, tenant["domain"], lab_mail.dkim_txt(pem.encode()))
     os.kill(lab.host(tenant["old_vps"]["lab_host"])["sshd_pid"], signal.SIGKILL)
     rerun = seed.run_migrate(lab, tenant, workdir, audit_file=audit_file, extra_vars={"migrate_old_connect_timeout": 3})
     rerun_output = rerun.stdout + rerun.stderr

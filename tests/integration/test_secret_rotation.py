@@ -8,7 +8,8 @@ import os
 import pytest
 
 from ansible_collections.penguinmails.vps.plugins.module_utils.mail_check import MailCheck
-from tests.lab import mailservice, seed
+from tests.lab import mail as lab_mail
+from tests.lab import seed
 
 
 @pytest.fixture()
@@ -77,8 +78,8 @@ def test_dkim_rotation_moves_to_a_new_selector_without_breaking_signatures(lab, 
     assert b"DKIM_SELECTOR=%s" % selector.encode() in host_file(lab, tenant, "/mailu/mailu.env")
     txt_new = "".join(seed.dns_query(lab, "%s._domainkey.%s." % (selector, domain), "TXT"))
     txt_old = "".join(seed.dns_query(lab, "dkim._domainkey.%s." % domain, "TXT"))
-    assert mailservice.dkim_txt(new_key.encode()).split("p=")[1] in txt_new.replace('"', "").replace(" ", "")
-    assert mailservice.dkim_txt(old_key.encode()).split("p=")[1] in txt_old.replace('"', "").replace(" ", "")
+    assert lab_mail.dkim_txt(new_key.encode()).split("p=")[1] in txt_new.replace('"', "").replace(" ", "")
+    assert lab_mail.dkim_txt(old_key.encode()).split("p=")[1] in txt_old.replace('"', "").replace(" ", "")
     assert seed.read_record(lab, tenant.tenant_id)["dkim_selector"] == selector
     assert events_of(audit_file, tenant) == [("dkim_key_rotated", "success")]
 

@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make `tests.lab` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from tests.lab import lab as lab_core  # noqa: E402
-from tests.lab import mailservice  # noqa: E402
+from tests.lab import mail as lab_mail  # noqa: E402
 from tests.lab import seed  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def step_lines(migration):
 def notified(desc, record, tenant):
     """Whether the migration notice reached the tenant's mailbox on the new VPS."""
     root = os.path.join(desc["state_dir"], "hosts", seed.lab_host_name(desc, record.get("vps_id")), "fs", "mailu")
-    for path in mailservice.mailbox_messages(root, tenant["admin_user"]):
+    for path in lab_mail.mailbox_messages(root, tenant["admin_user"]):
         with open(path, "rb") as handle:
             message = email.message_from_binary_file(handle, policy=email.policy.default)
         if "moved to a new VPS" in str(message["Subject"]):
@@ -84,7 +84,7 @@ def main(argv=None):
         started = time.monotonic()
         tenant = seed.seed_tenant(desc, args.tenant)
         old = tenant["old_vps"]
-        print("   domain %s, old VPS %s (serviceid %s) at %s, Mailu + DKIM + DNS + Vault  [%.1fs]" % (
+        print("   domain %s, old VPS %s (serviceid %s) at %s, Mailu (Postfix, Dovecot, Rspamd) + DKIM + DNS + Vault  [%.1fs]" % (
             tenant["domain"], old["name"], old["serviceid"], old["ip"], time.monotonic() - started))
 
         print("== ansible-playbook penguinmails.vps.migrate -e tenant_id=%s -e reason=%s" % (args.tenant, args.reason))

@@ -10,13 +10,13 @@
 * Vault: ``vps/<t>/admin_ssh`` and ``vps/<t>/tenant_ssh`` (keypair_store, ed25519), ``smtp/<t>/admin``,
   ``dkim/<domain>/dkim`` (PKCS#8, as Mailu writes), ``vps/<t>/record`` (domain, vps_id, vps_ip, vps_name);
 * an old VPS ``pm-<t>-1`` built by the Hostwinds simulator (root: the lab key and the Vault admin key),
-  with Mailu's files under /mailu (mailu.env, the DKIM key, the admin account) and the lab mail
-  service running from them;
+  with Mailu's files under /mailu (mailu.env, the DKIM key, the admin account) and the lab's Mailu
+  daemons (Debian's Postfix, Dovecot and Rspamd, tests/lab/mail) running from them;
 * DNS in the lab zone: ``mail.<domain>`` A -> old IP, ``<domain>`` MX -> ``10 mail.<domain>.``,
   ``dkim._domainkey.<domain>`` TXT.
 
 ``lab_vars`` are the extra vars that point the playbook at the lab (DNS server and TSIG key, the
-simulator's plan/location/image, the lab mail service instead of docker compose); they hold the
+simulator's plan/location/image, the lab's Mailu daemons instead of docker compose); they hold the
 TSIG secret, so ``run_migrate`` passes them as a 0600 file (``-e @file``), never on the command line.
 """
 
@@ -26,6 +26,7 @@ import datetime
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import time
@@ -40,7 +41,7 @@ import dns.tsigkeyring
 import dns.update
 
 from tests.lab import hosts as lab_hosts
-from tests.lab import mailservice
+from tests.lab import mail as lab_mail
 from tests.lab.lab import SSH_OPTIONS
 from tests.support.ansible_run import REPO, VENV_BIN, ansible_env, ensure_collection_link
 
@@ -53,7 +54,8 @@ from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_st
 from ansible_collections.penguinmails.vps.plugins.module_utils import tenant_record  # noqa: E402
 from ansible_collections.penguinmails.vps.plugins.module_utils import vault_client  # noqa: E402
 
-SERVICE = os.path.abspath(mailservice.__file__)
+# The lab's Mailu host (start, stop, status; `admin ...` runs the stand-in for Mailu's admin CLI).
+SERVICE = lab_mail.HOST_SCRIPT
 # Run as an operator would: by the playbooks' fully qualified names, through ./collections.
 PLAYBOOK = "penguinmails.vps.migrate"
 RECOVER_PLAYBOOK = "penguinmails.vps.recover_smtp"
@@ -61,16 +63,9 @@ SIM_PLAN = dict(plan="lab-1", location="lab-dc", image="debian-12")
 
 
 def host_python():
-    """An interpreter that works inside a lab host with the venv's libraries (aiosmtpd, dkimpy, cryptography).
-
-    A lab host has its own /root, so a venv whose base interpreter lives under /root (pyenv) does not
-    run there: use the system python of the same version with the venv's site-packages instead.
-    """
-    base = os.path.realpath(sys.executable)
-    if not base.startswith("/root/"):
-        return [sys.executable]
-    site = os.path.join(os.path.dirname(VENV_BIN), "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
-    return ["env", "PYTHONPATH=%s" % site, "/usr/bin/python%d.%d" % sys.version_info[:2]]
+    """The interpreter that runs the lab's mail scripts inside a lab host (the system python: they need only
+    the standard library, so a venv under /root, which a host cannot see, does not matter)."""
+    return [lab_mail.HOST_PYTHON]
 
 
 def vault(desc):
@@ -188,7 +183,7 @@ def seed_tenant(desc, tenant_id=None, domain=None):
     password = "Pw-" + secrets.token_urlsafe(18)
     client.write("smtp", "%s/admin" % tenant_id, {
         "username": "admin@%s" % domain, "password": password, "webmail_url": "https://%s/webmail" % mail_host})
-    dkim_pem = mailservice.generate_dkim_key(None)
+    dkim_pem = lab_mail.generate_dkim_key(None)
     from cryptography.hazmat.primitives import serialization
 
     key = serialization.load_pem_private_key(dkim_pem, password=None)
@@ -205,31 +200,23 @@ def seed_tenant(desc, tenant_id=None, domain=None):
     old = _wait_active(desc, old_name)
     old_host = lab_host_name(desc, old["serviceid"])
 
-    # Mailu on the old VPS: files where Mailu has them, the admin account, the mail service running.
+    # Mailu on the old VPS: files where Mailu has them, the admin account, Mailu's daemons running.
     fs = os.path.join(desc["state_dir"], "hosts", old_host, "fs")
-    env_text = "\n".join([
-        "SECRET_KEY=%s" % secrets.token_hex(8).upper(),
-        "DOMAIN=%s" % domain,
-        "HOSTNAMES=%s" % mail_host,
-        "POSTMASTER=admin",
-        "TLS_FLAVOR=cert",
-        "PORTS=25,465,587,993",
-        "DKIM_SELECTOR=dkim",
-    ]) + "\n"
+    env_text = "SECRET_KEY=%s\n" % secrets.token_hex(8).upper() + lab_mail.mailu_env(domain, hostname=mail_host)
     lab_hosts.write_file(os.path.join(fs, "mailu", "mailu.env"), env_text, 0o600)
     os.makedirs(os.path.join(fs, "mailu", "dkim"), exist_ok=True)
-    mailservice.write_atomic(os.path.join(fs, "mailu", "dkim", "%s.dkim.key" % domain), dkim_pem)
+    lab_mail.write_atomic(os.path.join(fs, "mailu", "dkim", "%s.dkim.key" % domain), dkim_pem)
     run = lab_hosts.host_exec
-    for argv in (host_python() + [SERVICE, "admin", "admin", domain, password, "--mode", "update", "--root", "/mailu"],
-                 host_python() + [SERVICE, "--root", "/mailu", "--listen", old["main_ip"], "--daemon"]):
-        proc = run(desc["state_dir"], old_host, argv, capture_output=True, text=True, timeout=120)
+    for argv in (lab_mail.ADMIN_COMMAND + ["admin", domain, password, "--mode", "update"],
+                 shlex.split(lab_mail.START_COMMAND)):
+        proc = run(desc["state_dir"], old_host, argv, capture_output=True, text=True, timeout=180)
         if proc.returncode != 0:
             raise RuntimeError("seeding the old VPS failed: %s" % proc.stderr.strip()[-500:])
 
     # DNS, then the tenant record.
     dns_replace(desc, mail_host + ".", "A", [old["main_ip"]])
     dns_replace(desc, domain + ".", "MX", ["10 %s." % mail_host])
-    publish_dkim_txt(desc, domain, mailservice.dkim_txt(dkim_pem))
+    publish_dkim_txt(desc, domain, lab_mail.dkim_txt(dkim_pem))
     store = tenant_record.RecordStore(client, tenant_id)
     planned = store.plan("present", {"domain": domain, "vps_id": old["serviceid"], "vps_ip": old["main_ip"],
                                      "vps_name": old_name, "plan": SIM_PLAN["plan"], "region": SIM_PLAN["location"]})
@@ -240,7 +227,6 @@ def seed_tenant(desc, tenant_id=None, domain=None):
 
 def lab_vars(desc, tenant):
     """Extra vars that point migrate.yml at the lab (they hold the TSIG secret: pass them as a file)."""
-    python = host_python()
     dns_info = desc["dns"]
     ssh_args = " ".join(SSH_OPTIONS[:4])
     return {
@@ -262,10 +248,10 @@ def lab_vars(desc, tenant):
         "migrate_notify_smtp_host": "{{ migrate_ctx.new_ip }}",
         "migrate_notify_smtp_port": 25,
         "migrate_notify_secure": "never",
-        "migrate_mailu_stop_command": " ".join(python + [SERVICE, "stop", "--root", "/mailu"]),
+        "migrate_mailu_stop_command": lab_mail.STOP_COMMAND,
         "mailu_install_docker": False,
-        "mailu_start_command": " ".join(python + [SERVICE, "--root", "/mailu", "--listen", "{{ ansible_host }}", "--daemon"]),
-        "mailu_admin_command": python + [SERVICE, "admin", "--root", "/mailu"],
+        "mailu_start_command": lab_mail.START_COMMAND,
+        "mailu_admin_command": lab_mail.ADMIN_COMMAND,
         "mailu_check_validate_certs": False,
         "mailu_start_timeout": 30,
         "mailu_admin_delay": 1,
