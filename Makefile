@@ -14,7 +14,10 @@ COLL_LINK := $(CURDIR)/collections/ansible_collections/penguinmails/vps
 SANITY_DIR ?= /tmp/penguinmails-vps-sanity
 SANITY_ROOT = $(SANITY_DIR)/ansible_collections/penguinmails/vps
 SANITY_ARGS ?=
-DEB_PACKAGES := bind9 bind9-utils openssh-server openssh-client iproute2 rsync procps
+# The lab's Mailu host runs Debian's postfix, dovecot and rspamd itself, per lab host: their system services
+# are never started (a policy-rc.d keeps the install from starting them).
+DEB_PACKAGES := bind9 bind9-utils openssh-server openssh-client iproute2 rsync procps \
+	postfix dovecot-core dovecot-imapd dovecot-lmtpd rspamd restic openssl
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
@@ -33,6 +36,10 @@ debs:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; \
+	    trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
