@@ -69,7 +69,7 @@ def test_mounts_policies_and_auth(configured):
     for mount in ("vps", "smtp", "dkim"):
         assert mounts[mount + "/"]["type"] == "kv" and mounts[mount + "/"]["options"]["version"] == "2"
         config = server.api("GET", "/v1/%s/config" % mount)["data"]
-        assert config["cas_required"] is True and config["max_versions"] == 20
+        assert config["cas_required"] is True and config["max_versions"] == 500
     # cas_required: a write without cas is refused, with cas=0 it goes through.
     assert status(server, "POST", "/v1/vps/data/x1/record", server.token, {"data": {"a": "b"}}) == 400
     assert status(server, "POST", "/v1/vps/data/x1/record", server.token, {"data": {"a": "b"}, "options": {"cas": 0}}) == 200
