@@ -16,9 +16,14 @@ Runs on the managed host (target side): pure standard library, Python 3.8+.
   if no job runs), revoked and expired keys removed, lines carrying the marker of keys no longer
   listed removed, unmanaged lines untouched unless ``exclusive``. The result is deterministic and a
   second computation on its own output changes nothing.
+* With a ``serial`` (the Vault version the keys come from), the file remembers the highest serial
+  applied for the marker in a comment line ``# penguinmails-serial <marker> <serial>``, and a request
+  with a lower serial changes nothing (``Plan.stale``): a run that read Vault before another run
+  rotated the key can never put older keys back after the newer ones were installed.
 * :class:`KeyFile` reads and writes the file through directory file descriptors without following
   symlinks, atomically (temporary file in the same directory, ``os.replace``), owner the user and
-  mode 0600, ``~/.ssh`` 0700.
+  mode 0600, ``~/.ssh`` 0700. :func:`host_lock` serialises read-compute-write between concurrent runs
+  on one host.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,8 +32,10 @@ __metaclass__ = type
 
 import base64
 import binascii
+import contextlib
 import datetime
 import errno
+import fcntl
 import hashlib
 import os
 import re
@@ -466,15 +473,21 @@ def format_expiry(moment):
 # The managed state
 # ---------------------------------------------------------------------------------------
 class Plan(object):
-    """What :func:`compute` decided: the new text and what changed."""
+    """What :func:`compute` decided: the new text and what changed.
 
-    def __init__(self, before, after, added, removed, updated, expiring):
+    ``stale``: the file already holds the keys of a higher serial; nothing was changed.
+    ``serial_before``: the serial the file held for the marker (None when it had none).
+    """
+
+    def __init__(self, before, after, added, removed, updated, expiring, stale=False, serial_before=None):
         self.before = before
         self.after = after
         self.added = added
         self.removed = removed
         self.updated = updated
         self.expiring = expiring
+        self.stale = stale
+        self.serial_before = serial_before
 
     @property
     def changed(self):
@@ -557,7 +570,30 @@ def _desired(keys, grace_keys, revoked_keys, marker, now):
     return [(blob, desired[blob]) for blob in order], remove, expiring
 
 
-def compute(text, keys=(), grace_keys=(), revoked_keys=(), marker=None, exclusive=False, now=None):
+SERIAL_TAG = "# penguinmails-serial"
+
+
+def _serial_line(line, marker):
+    """The serial of ``line`` if it is the serial comment of ``marker``, else None."""
+    if not isinstance(line, OtherLine) or line.kind != "comment":
+        return None
+    parts = line.raw.split()
+    if len(parts) == 4 and " ".join(parts[:2]) == SERIAL_TAG and parts[2] == marker and parts[3].isdigit():
+        return int(parts[3])
+    return None
+
+
+def validate_serial(serial, marker):
+    if serial is None:
+        return None
+    if isinstance(serial, bool) or not isinstance(serial, int) or serial < 0:
+        raise AuthorizedKeysError("invalid serial %s: must be a non-negative integer" % _show(serial))
+    if not marker:
+        raise AuthorizedKeysError("a serial needs a marker")
+    return serial
+
+
+def compute(text, keys=(), grace_keys=(), revoked_keys=(), marker=None, exclusive=False, now=None, serial=None):
     """Return the :class:`Plan` that brings ``text`` (the current file) to the managed state.
 
     ``keys``: public keys valid now (no expiry). ``grace_keys``: ``{key, expires}`` dicts or
@@ -569,13 +605,30 @@ def compute(text, keys=(), grace_keys=(), revoked_keys=(), marker=None, exclusiv
     """
     now = parse_expiry(now) if now is not None else datetime.datetime.now(UTC)
     marker = validate_marker(marker)
+    serial = validate_serial(serial, marker)
     desired_list, remove, expiring = _desired(keys, grace_keys, revoked_keys, marker, now)
     desired = dict(desired_list)
     current = parse(text)
+    serial_before = None
+    if serial is not None:
+        found = [n for n in (_serial_line(line, marker) for line in current.lines) if n is not None]
+        serial_before = max(found) if found else None
+        if serial_before is not None and serial_before > serial:
+            return Plan(text, text, [], [], [], [], stale=True, serial_before=serial_before)
     placed = set()
     lines = []
     added, removed, updated = [], [], []
+    serial_placed = False
     for number, line in enumerate(current.lines, 1):
+        if serial is not None and _serial_line(line, marker) is not None:
+            if serial_placed or _serial_line(line, marker) != serial:
+                removed.append({"fingerprint": None, "key_type": None, "comment": line.raw, "line": number, "reason": "serial"})
+                if serial_placed:
+                    continue
+                line = OtherLine("%s %s %d" % (SERIAL_TAG, marker, serial), "comment")
+            serial_placed = True
+            lines.append(line)
+            continue
         if isinstance(line, KeyLine):
             reason = None
             if line.blob in desired:
@@ -603,6 +656,9 @@ def compute(text, keys=(), grace_keys=(), revoked_keys=(), marker=None, exclusiv
             removed.append({"fingerprint": None, "key_type": None, "comment": None, "line": number, "reason": "exclusive"})
             continue
         lines.append(line)
+    if serial is not None and not serial_placed:
+        lines.append(OtherLine("%s %s %d" % (SERIAL_TAG, marker, serial), "comment"))
+        added.append({"fingerprint": None, "key_type": None, "comment": "serial %d" % serial})
     for blob, wanted in desired_list:
         if blob not in placed:
             lines.append(wanted)
@@ -611,7 +667,53 @@ def compute(text, keys=(), grace_keys=(), revoked_keys=(), marker=None, exclusiv
         after = AuthorizedKeys(lines, trailing_newline=True).serialize()
     else:
         after = text
-    return Plan(text, after, added, removed, updated, expiring)
+    return Plan(text, after, added, removed, updated, expiring, serial_before=serial_before)
+
+
+def foreign_markers(text, marker):
+    """Markers of the same family as ``marker`` (``family:...``) that belong to someone else.
+
+    Used to refuse an account whose keys belong to another tenant: ``penguinmails:t2:tenant`` is
+    foreign to ``penguinmails:t1:tenant``.
+    """
+    if not marker or ":" not in marker:
+        return []
+    family = marker.split(":", 1)[0] + ":"
+    found = []
+    for line in parse(text).lines:
+        if isinstance(line, KeyLine) and line.comment:
+            word = line.comment.split(None, 1)[0]
+            if word.startswith(family) and word != marker and word not in found:
+                found.append(word)
+    return found
+
+
+LOCK_DIR = "/run/penguinmails"
+
+
+@contextlib.contextmanager
+def host_lock(directory=LOCK_DIR, name="authorized_keys.lock"):
+    """An exclusive lock for one read-compute-write of ``authorized_keys`` files on this host.
+
+    The lock file lives in a root-only directory (created 0700; a symlink or a directory owned by
+    someone else is refused), so no account can hold or redirect it.
+    """
+    try:
+        os.mkdir(directory, 0o700)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise AuthorizedKeysError("cannot create the lock directory %s: %s" % (directory, exc.strerror))
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o022:
+        raise AuthorizedKeysError("refusing the lock directory %s: not a directory owned by this user and "
+                                  "writable by it alone" % directory)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(os.path.join(directory, name), flags, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.validators import
     validate_role,
     validate_tenant_id,
 )
-from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import VaultError
+from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import VaultCASConflict, VaultError
 
 IO_THREADS = 8
 
@@ -60,23 +60,24 @@ def _pool(workers):
     return multiprocessing.get_context(method).Pool(processes=workers)
 
 
-def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_type="rsa", bits=None, rotation_days=90,
+def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_type=None, bits=None, rotation_days=90,
                 grace_hours=24, force=False, workers=None, check_mode=False, clock=None):
     """Rotate every due key of ``tenants`` x ``roles``.
 
     Returns a dict: ``rotated`` (list of {tenant_id, role, fingerprint, version}), ``skipped``
-    (not due, revoked or missing), ``failed`` (list of {tenant_id, role, error}), ``timings``.
-    A failure of one tenant never stops the others.
+    (not due, revoked, missing, or replaced concurrently by another run), ``failures`` (list of
+    {tenant_id, role, error}), ``timings``. A failure of one tenant never stops the others.
+    ``key_type`` None keeps each key's own type. (Not ``failed``: Ansible reserves that key.)
     """
     roles = [validate_role(role) for role in roles]
     stores = [keypair_store.KeypairStore(client, tenant, role, mount=mount) for tenant in tenants for role in roles]
     clock = clock or keypair_store.utcnow
     workers = max(1, int(workers or os.cpu_count() or 1))
-    result = {"rotated": [], "skipped": [], "failed": [], "timings": {}}
+    result = {"rotated": [], "skipped": [], "failures": [], "unconfirmed": [], "timings": {}}
     started = time.monotonic()
 
     def fail(store, error):
-        result["failed"].append({"tenant_id": store.tenant_id, "role": store.role, "error": str(error)})
+        result["failures"].append({"tenant_id": store.tenant_id, "role": store.role, "error": str(error)})
 
     # 1. Read everything ahead, concurrently.
     due = []
@@ -98,9 +99,12 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
                 due.append((store, data, version))
             else:
                 result["skipped"].append({"tenant_id": store.tenant_id, "role": store.role, "reason": "not due"})
+                if not keypair_store.is_confirmed(data):
+                    result["unconfirmed"].append({"tenant_id": store.tenant_id, "role": store.role})
     result["timings"]["read_s"] = round(time.monotonic() - started, 3)
     if check_mode or not due:
         result["would_rotate"] = [{"tenant_id": s.tenant_id, "role": s.role} for s, _d, _v in due]
+        result["unconfirmed"].sort(key=lambda item: (item["tenant_id"], item["role"]))
         result["timings"]["total_s"] = round(time.monotonic() - started, 3)
         return result
 
@@ -108,10 +112,19 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
     def write(store, data, version, generated):
         key_type_, private_key, public_key, fingerprint = generated
         pair = ssh_keys.KeyPair(key_type_, private_key, public_key, fingerprint)
-        record = keypair_store.record_rotated(data, pair, clock(), rotation_days, grace_hours)
-        return client.write(store.mount, store.path, record, cas=version), fingerprint
+        record = keypair_store.record_rotated(data, pair, clock(), rotation_days, grace_hours, role=store.role)
+        try:
+            return client.write(store.mount, store.path, record, cas=version), fingerprint
+        except VaultCASConflict:
+            current, _version = store.read()
+            if current is not None and current.get("fingerprint") not in (None, data.get("fingerprint")):
+                return None, None  # another run rotated it: its key stands
+            raise
 
-    jobs = [(key_type, bits, store.comment()) for store, _data, _version in due]
+    def own_type(data):
+        return data.get("key_type") if data.get("key_type") in ssh_keys.KEY_TYPES else "rsa"
+
+    jobs = [(key_type or own_type(data), bits, store.comment()) for store, data, _version in due]
     keygen_started = time.monotonic()
     pool = _pool(workers)
     try:
@@ -128,14 +141,32 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
                 except VaultError as exc:
                     fail(store, exc)
                     continue
+                if version is None:
+                    result["skipped"].append({"tenant_id": store.tenant_id, "role": store.role, "reason": "rotated concurrently"})
+                    result["unconfirmed"].append({"tenant_id": store.tenant_id, "role": store.role})
+                    continue
+                result["unconfirmed"].append({"tenant_id": store.tenant_id, "role": store.role})
                 result["rotated"].append({"tenant_id": store.tenant_id, "role": store.role, "fingerprint": fingerprint, "version": version})
     finally:
         pool.close()
         pool.join()
     result["timings"]["total_s"] = round(time.monotonic() - started, 3)
-    for key in ("rotated", "skipped", "failed"):
+    for key in ("rotated", "skipped", "failures", "unconfirmed"):
         result[key].sort(key=lambda item: (item["tenant_id"], item["role"]))
     return result
+
+
+def host_updates(result, roles):
+    """The host jobs of a bulk rotation: every tenant with a key its host has not confirmed.
+
+    ``[{tenant_id, roles, changed}]``, ``changed`` being the roles rotated in this run (the format of
+    the playbooks' ``ssh_lifecycle_jobs``).
+    """
+    tenants = sorted(set(item["tenant_id"] for item in result["unconfirmed"]))
+    rotated = {}
+    for item in result["rotated"]:
+        rotated.setdefault(item["tenant_id"], []).append(item["role"])
+    return [{"tenant_id": tenant, "roles": list(roles), "changed": sorted(rotated.get(tenant, []))} for tenant in tenants]
 
 
 def _indexed_generate(indexed_job):

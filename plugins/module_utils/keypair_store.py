@@ -8,6 +8,16 @@ A key lives at ``<mount>/<tenant>/<role>_ssh`` (built by ``validators.ssh_key_pa
 ``rotation_policy``, ``state`` (active, revoked), ``grace_public_key``, ``grace_until`` and, for a
 downloaded key, ``downloaded_at``.
 
+The reachability invariant (docs/ssh-key-lifecycle.md): at every moment a private key held in the
+*current* version of the admin record logs in to the tenant's host.  So a record also says which key
+the host confirmed (``installed_fingerprint``, ``installed_at``: set by :meth:`KeypairStore.plan`
+``state=confirmed`` after a login with that key succeeded) and, while the current admin key is not
+confirmed yet, keeps the last confirmed one: ``fallback_private_key``, ``fallback_public_key``,
+``fallback_fingerprint``.  A rotation (or regeneration) of an unconfirmed admin key keeps that
+fallback instead of replacing it, so any number of rotations without host contact, killed runs or
+refused writes can never leave the record without a key the host accepts.  The confirmation drops
+the fallback; the host then removes it (or keeps it as the grace key until ``grace_until``).
+
 Every change is planned from one read (:meth:`KeypairStore.plan`) and written with check-and-set on
 the version that was read (:meth:`KeypairStore.commit`): ``cas=0`` when the secret never existed,
 ``cas=<version read>`` otherwise.  Of two concurrent writers exactly one wins; the other gets
@@ -26,7 +36,9 @@ import datetime
 from ansible_collections.penguinmails.vps.plugins.module_utils import ssh_keys
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import (
     ValidationError,
+    check_tenant_unique,
     ssh_key_path,
+    tenant_account,
     tenant_record_path,
     validate_role,
     validate_tenant_id,
@@ -36,9 +48,9 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.timeutil import (
     parse_time,
     utcnow,
 )
-from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import VaultNotFound
+from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import VaultCASConflict, VaultNotFound
 
-STATES = ("present", "rotated", "revoked", "absent", "regenerated")
+STATES = ("present", "rotated", "revoked", "absent", "regenerated", "confirmed")
 ACTIVE = "active"
 REVOKED = "revoked"
 # The fields a caller may see: everything but the private key.
@@ -55,7 +67,16 @@ PUBLIC_FIELDS = (
     "grace_until",
     "downloaded_at",
     "revoked_at",
+    "installed_fingerprint",
+    "installed_at",
+    "fallback_public_key",
+    "fallback_fingerprint",
 )
+# Fields that hold private key material.
+PRIVATE_FIELDS = ("private_key", "fallback_private_key")
+FALLBACK_FIELDS = ("fallback_private_key", "fallback_public_key", "fallback_fingerprint")
+# The role whose key the reachability invariant protects (root on the tenant's VPS).
+ADMIN = "admin"
 
 
 class KeypairError(Exception):
@@ -97,6 +118,47 @@ def grace_active(data, now):
     return bool(data.get("grace_public_key")) and until is not None and now < until
 
 
+def is_confirmed(data):
+    """True when the host confirmed (a login succeeded with) the record's current key."""
+    return bool(data) and bool(data.get("fingerprint")) and data.get("installed_fingerprint") == data.get("fingerprint")
+
+
+def host_keys(data):
+    """The public keys that must be valid on the host now, without an expiry.
+
+    The current key and, while it is not confirmed, the fallback key (the last one the host
+    confirmed), which must stay until the current key is confirmed.
+    """
+    keys = []
+    if not data or data.get("state", ACTIVE) != ACTIVE:
+        return keys
+    if data.get("public_key"):
+        keys.append(data["public_key"])
+    if not is_confirmed(data) and data.get("fallback_public_key") and data["fallback_public_key"] not in keys:
+        keys.append(data["fallback_public_key"])
+    return keys
+
+
+def _fallback_of(role, old):
+    """The fallback fields a new admin key must carry: the last key the host confirmed.
+
+    ``old`` is the record being replaced. If its current key is confirmed (or the record predates
+    confirmations and has no fallback), that key is the fallback; if it is not confirmed, its own
+    fallback stays. Tenant keys keep no fallback (the invariant is about the admin account).
+    """
+    if role != ADMIN or not old or old.get("state", ACTIVE) != ACTIVE:
+        return {}
+    if not is_confirmed(old) and old.get("fallback_private_key") and old.get("fallback_public_key"):
+        return dict((name, old[name]) for name in FALLBACK_FIELDS if old.get(name))
+    if old.get("private_key") and old.get("public_key"):
+        return {
+            "fallback_private_key": old["private_key"],
+            "fallback_public_key": old["public_key"],
+            "fallback_fingerprint": old.get("fingerprint") or _safe_fingerprint(old["public_key"]),
+        }
+    return {}
+
+
 def _key_fields(pair, now, rotation_days):
     return {
         "private_key": pair.private_key,
@@ -115,24 +177,43 @@ def record_created(pair, now, rotation_days):
     return record
 
 
-def record_rotated(old, pair, now, rotation_days, grace_hours):
+def record_rotated(old, pair, now, rotation_days, grace_hours, role=None):
     """The new record after a rotation: the old public key becomes the grace key.
 
-    ``downloaded_at`` is dropped: the new private key has not been handed out yet.
+    ``downloaded_at`` is dropped: the new private key has not been handed out yet. An admin key
+    keeps the last key the host confirmed as its fallback (see :func:`_fallback_of`); the grace
+    key is then that confirmed key, since an unconfirmed one may never have reached the host.
     """
     record = _key_fields(pair, now, rotation_days)
     record["created_at"] = old.get("created_at") or format_time(now)
+    record.update(_fallback_of(role, old))
     if grace_hours > 0 and old.get("public_key") and old.get("state", ACTIVE) == ACTIVE:
-        record["grace_public_key"] = old["public_key"]
-        record["grace_fingerprint"] = old.get("fingerprint") or _safe_fingerprint(old["public_key"])
+        previous = record.get("fallback_public_key") or old["public_key"]
+        record["grace_public_key"] = previous
+        record["grace_fingerprint"] = (record.get("fallback_fingerprint") if previous != old["public_key"] else old.get("fingerprint")) \
+            or _safe_fingerprint(previous)
         record["grace_until"] = format_time(now + datetime.timedelta(hours=grace_hours))
     return record
 
 
-def record_regenerated(old, pair, now, rotation_days):
-    """A fresh key that replaces the old one at once (no grace key), downloadable again."""
+def record_regenerated(old, pair, now, rotation_days, role=None):
+    """A fresh key that replaces the old one at once (no grace key), downloadable again.
+
+    An admin key still keeps the last confirmed key as its fallback until the host confirmed the
+    new one (then it is removed from the host at once): the admin account is never left without
+    a key from Vault.
+    """
     record = _key_fields(pair, now, rotation_days)
     record["created_at"] = (old or {}).get("created_at") or format_time(now)
+    record.update(_fallback_of(role, old))
+    return record
+
+
+def record_confirmed(old, now):
+    """The record once the host accepted its current key: the fallback goes."""
+    record = dict((k, v) for k, v in old.items() if k not in FALLBACK_FIELDS)
+    record["installed_fingerprint"] = old["fingerprint"]
+    record["installed_at"] = format_time(now)
     return record
 
 
@@ -141,7 +222,8 @@ def record_revoked(old, now):
 
     The private key stays in the KV history (older versions), so nothing is lost.
     """
-    record = dict((k, v) for k, v in old.items() if k not in ("private_key", "grace_public_key", "grace_fingerprint", "grace_until"))
+    dropped = ("private_key", "grace_public_key", "grace_fingerprint", "grace_until") + FALLBACK_FIELDS
+    record = dict((k, v) for k, v in old.items() if k not in dropped)
     record["state"] = REVOKED
     record["revoked_at"] = format_time(now)
     return record
@@ -154,12 +236,27 @@ def record_downloaded(old, now):
 
 
 def revoked_public_keys(old):
-    """The public keys a revocation takes away: the current one and a grace key, if any."""
+    """The public keys a revocation takes away: the current one, a grace key and a fallback key."""
     keys = []
-    for name in ("public_key", "grace_public_key"):
-        if old.get(name):
+    for name in ("public_key", "grace_public_key", "fallback_public_key"):
+        if old.get(name) and old[name] not in keys:
             keys.append(old[name])
     return keys
+
+
+def host_view(data, version, now):
+    """What a host must hold for this record (public material only), with the record's public fields."""
+    view = dict(public_view(data) or {})
+    view.update(exists=data is not None, version=version, confirmed=is_confirmed(data), host_keys=host_keys(data),
+                grace_keys=[], revoked_keys=[])
+    if data is None:
+        return view
+    if data.get("state", ACTIVE) != ACTIVE:
+        view["revoked_keys"] = revoked_public_keys(data)
+        return view
+    if grace_active(data, now) and data["grace_public_key"] not in view["host_keys"]:
+        view["grace_keys"] = [{"key": data["grace_public_key"], "expires": data["grace_until"]}]
+    return view
 
 
 def public_view(data):
@@ -175,13 +272,14 @@ def _safe_fingerprint(public_key):
         return None
 
 
-def id8(tenant_id):
-    return validate_tenant_id(tenant_id)[:8]
-
-
 def tenant_user(tenant_id):
-    """The login of a tenant on its VPS: ``tenant-<first 8 characters of the tenant id>``."""
-    return "tenant-%s" % id8(tenant_id)
+    """The login of a tenant on its VPS (see :func:`validators.tenant_account`)."""
+    return tenant_account(tenant_id)
+
+
+def placeholder_keygen(key_type, bits=None, comment=""):
+    """Check mode: what a plan needs of a new key, without generating one."""
+    return ssh_keys.KeyPair(key_type, None, None, None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -193,7 +291,7 @@ class Plan(object):
     __slots__ = ("action", "before", "after", "cas", "version", "message", "revoked_keys", "delete")
 
     def __init__(self, action, before, after=None, cas=None, version=None, message=None, revoked_keys=None, delete=False):
-        self.action = action  # none, created, rotated, regenerated, revoked, deleted
+        self.action = action  # none, created, rotated, regenerated, revoked, deleted, confirmed
         self.before = before
         self.after = after
         self.cas = cas
@@ -218,6 +316,8 @@ class KeypairStore(object):
         self.vps_mount = mount
         self.keygen = keygen or ssh_keys.generate_keypair
         self.clock = clock or utcnow
+        # Private keys of a plan that lost to a concurrent writer (for the caller's no_log set).
+        self.discarded = []
 
     @property
     def where(self):
@@ -243,21 +343,44 @@ class KeypairStore(object):
         return None, int(meta.get("current_version") or 0)
 
     # -- planning ------------------------------------------------------------------------
-    def plan(self, state, key_type="rsa", bits=None, rotation_days=90, grace_hours=24, force=False):
+    def check_unique(self):
+        """Refuse a new tenant whose id differs from an existing one only by case (one tenant)."""
+        check_tenant_unique(self.tenant_id, [name.rstrip("/") for name in self.client.list(self.vps_mount, "")])
+
+    def plan(self, state, key_type=None, bits=None, rotation_days=90, grace_hours=24, force=False, fingerprint=None):
+        """Plan ``state``. ``key_type`` None keeps the current key's type (RSA for a new key).
+
+        ``state=confirmed`` records that a login with the key ``fingerprint`` succeeded on the host
+        (it drops the fallback key); it changes nothing when the current key is another one.
+        """
         if state not in STATES:
             raise ValidationError("invalid state %r: choose one of %s" % (state, ", ".join(STATES)))
         if int(rotation_days) < 1:
             raise ValidationError("rotation_days must be at least 1, not %s" % rotation_days)
         if int(grace_hours) < 0:
             raise ValidationError("grace_hours cannot be negative (%s)" % grace_hours)
-        if key_type not in ssh_keys.KEY_TYPES:
+        if key_type is not None and key_type not in ssh_keys.KEY_TYPES:
             raise ValidationError("invalid key_type %r: choose one of %s" % (key_type, ", ".join(ssh_keys.KEY_TYPES)))
         data, version = self.read()
         now = self.clock()
         live = data is not None
+        if key_type is None:
+            key_type = (data or {}).get("key_type") if (data or {}).get("key_type") in ssh_keys.KEY_TYPES else "rsa"
 
         def generate():
             return self.keygen(key_type, bits=bits, comment=self.comment())
+
+        if state == "confirmed":
+            if not live or data.get("state", ACTIVE) != ACTIVE:
+                return Plan("none", data, data, version=version, message="no active key at %s" % self.where)
+            if fingerprint and data.get("fingerprint") != fingerprint:
+                return Plan("none", data, data, version=version,
+                            message="the key changed since the host was updated: not confirmed")
+            if is_confirmed(data) and not any(data.get(name) for name in FALLBACK_FIELDS):
+                return Plan("none", data, data, version=version)
+            return Plan("confirmed", data, record_confirmed(data, now), cas=version)
+        if not live and version == 0 and state in ("present", "rotated", "regenerated"):
+            self.check_unique()
 
         if state == "absent":
             if not live:
@@ -270,7 +393,7 @@ class KeypairStore(object):
                 return Plan("none", data, data, version=version, message="already revoked")
             return Plan("revoked", data, record_revoked(data, now), cas=version, revoked_keys=revoked_public_keys(data))
         if state == "regenerated":
-            return Plan("regenerated", data, record_regenerated(data, generate(), now, rotation_days), cas=version,
+            return Plan("regenerated", data, record_regenerated(data, generate(), now, rotation_days, role=self.role), cas=version,
                         revoked_keys=revoked_public_keys(data) if live else [])
         # present and rotated create a missing key
         if not live:
@@ -283,16 +406,34 @@ class KeypairStore(object):
                         message="the key is revoked: not rotated (use state=regenerated to issue a new key)")
         if not (force or is_due(data, rotation_days, now)):
             return Plan("none", data, data, version=version, message="not due")
-        return Plan("rotated", data, record_rotated(data, generate(), now, rotation_days, grace_hours), cas=version)
+        return Plan("rotated", data, record_rotated(data, generate(), now, rotation_days, grace_hours, role=self.role), cas=version)
 
     def commit(self, plan):
-        """Write the plan (check-and-set on the version it was planned from); returns the new version."""
+        """Write the plan (check-and-set on the version it was planned from); returns the new version.
+
+        When a rotation or regeneration loses its check-and-set to another run that replaced the
+        key in the meantime, the other run's key stands: the plan becomes ``none`` ("replaced
+        concurrently") instead of failing, so the caller goes on to install what Vault holds now.
+        """
         if plan.delete:
             self.client.delete_latest(self.mount, self.path)
             plan.version = None
             return None
-        if plan.changed:
+        if not plan.changed:
+            return plan.version
+        try:
             plan.version = self.client.write(self.mount, self.path, plan.after, cas=plan.cas)
+        except VaultCASConflict:
+            if plan.action not in ("rotated", "regenerated", "created"):
+                raise
+            data, version = self.read()
+            before = (plan.before or {}).get("fingerprint")
+            if data is None or data.get("fingerprint") in (None, before):
+                raise
+            for secret in (plan.after or {}).get("private_key"), (plan.after or {}).get("fallback_private_key"):
+                self.discarded.append(secret)
+            plan.action, plan.after, plan.version, plan.cas = "none", data, version, None
+            plan.message = "the key was replaced concurrently by another run; that key stands"
         return plan.version
 
     # -- one-time download -------------------------------------------------------------------

@@ -35,6 +35,7 @@ from ansible_collections.penguinmails.vps.plugins.module_utils import timeutil
 from ansible_collections.penguinmails.vps.plugins.module_utils.timeutil import format_time
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import (
     ValidationError,
+    check_tenant_unique,
     tenant_record_path,
     validate_domain,
     validate_selector,
@@ -55,7 +56,8 @@ STEPS = (
     "old_vps_destroyed",
 )
 # Scalar fields a caller may set with state=present.
-FIELDS = ("domain", "vps_id", "vps_ip", "vps_name", "plan", "region", "dkim_selector")
+FIELDS = ("domain", "vps_id", "vps_ip", "vps_name", "plan", "region", "dkim_selector", "contact_email")
+_EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 SERVER_NAME_FORMAT = "pm-%s-%d"
 _SERVER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
@@ -85,6 +87,16 @@ def text(value, what):
     if not value or len(value) > 255 or any(ch.isspace() for ch in value):
         raise ValidationError("invalid %s %r: must be 1-255 characters without spaces" % (what, value))
     return value
+
+
+def validate_email(address):
+    """A tenant contact address (``local@domain``, one line); ``""`` clears it."""
+    if address == "":
+        return address
+    if not isinstance(address, str) or not _EMAIL_RE.match(address):
+        raise ValidationError("invalid contact e-mail address %r: must be local@domain" % (address,))
+    validate_domain(address.rsplit("@", 1)[1])
+    return address
 
 
 def validate_server_name(name):
@@ -169,6 +181,8 @@ def _set_fields(data, request):
             continue
         if field == "domain":
             value = validate_domain(value)
+        elif field == "contact_email":
+            value = validate_email(value)
         elif field == "dkim_selector":
             value = validate_selector(value)
         elif field in ("vps_id", "vps_ip", "vps_name"):
@@ -309,6 +323,9 @@ class RecordStore(object):
 
     def plan(self, state, request):
         before, version = self.read()
+        if before is None and version == 0 and state != "query":
+            # A new tenant: ids that differ only by case are one tenant.
+            check_tenant_unique(self.tenant_id, [name.rstrip("/") for name in self.client.list(self.mount, "")])
         return plan(self.tenant_id, state, before, version, self.clock(), request)
 
     def commit(self, planned):

@@ -14,9 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import re
 
-TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z"
 _TENANT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # A generic path segment below a mount: no traversal, no whitespace, no control chars.
@@ -42,7 +43,7 @@ def _show(value, limit=80):
 
 
 def validate_tenant_id(tenant_id):
-    """Return ``tenant_id`` if it matches ``^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$``."""
+    """Return ``tenant_id`` if it matches ``^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\\Z`` (no trailing newline)."""
     if not isinstance(tenant_id, str):
         raise ValidationError("invalid tenant id %s: must be a string" % _show(tenant_id))
     if _TENANT_ID_RE.fullmatch(tenant_id):
@@ -53,9 +54,49 @@ def validate_tenant_id(tenant_id):
         reason = "it is empty"
     elif len(tenant_id) > 64:
         reason = "longer than 64 characters"
+    elif any(ch in tenant_id for ch in "\r\n\t ") or not tenant_id.isprintable():
+        reason = "whitespace or control characters are not allowed"
     else:
         reason = "must match %s" % TENANT_ID_PATTERN
     raise ValidationError("invalid tenant id %s: %s" % (_show(tenant_id), reason))
+
+
+def check_tenant_unique(tenant_id, existing_ids):
+    """Refuse ``tenant_id`` when an existing id differs from it only by case.
+
+    Ids that differ only by case are one tenant (Vault userpass logins, e-mail addresses and host
+    accounts are case-insensitive): creating the second one is refused, never merged.
+    """
+    tenant_id = validate_tenant_id(tenant_id)
+    for other in existing_ids:
+        if other != tenant_id and other.lower() == tenant_id.lower():
+            raise ValidationError(
+                "tenant id %s collides with the existing tenant %s: ids that differ only by case are one tenant"
+                % (_show(tenant_id), _show(other))
+            )
+    return tenant_id
+
+
+# The longest Linux user name useradd accepts without complaint.
+MAX_ACCOUNT_LENGTH = 32
+ACCOUNT_PREFIX = "tenant-"
+
+
+def tenant_account(tenant_id):
+    """The tenant's Unix account on its VPS, unique per tenant and at most 32 characters.
+
+    ``tenant-<id in lower case>`` when that fits; a longer id keeps its first 14 characters and
+    gets 10 hex digits of the SHA-256 of the lower-case id: ``tenant-<14>-<10 hex>``. Ids are
+    unique regardless of case (:func:`check_tenant_unique`), so two tenants never share an
+    account; the account also carries its tenant in its GECOS field, and the module that creates
+    it refuses an account that belongs to another tenant.
+    """
+    name = validate_tenant_id(tenant_id).lower()
+    account = ACCOUNT_PREFIX + name
+    if len(account) <= MAX_ACCOUNT_LENGTH:
+        return account
+    digest = hashlib.sha256(name.encode("ascii")).hexdigest()[:10]
+    return "%s%s-%s" % (ACCOUNT_PREFIX, name[: MAX_ACCOUNT_LENGTH - len(ACCOUNT_PREFIX) - 11], digest)
 
 
 def validate_dns_label(label, what="DNS label"):

@@ -487,10 +487,11 @@ class VaultClient(object):
         )
 
     # -- wrapping ------------------------------------------------------------------------
-    def wrap_read(self, mount, path, ttl="15m"):
-        """Read ``mount/path`` as a single-use response-wrapping token; returns its wrap_info."""
+    def wrap_read(self, mount, path, ttl="15m", version=None):
+        """Read ``mount/path`` (a version, default the latest) as a single-use response-wrapping token;
+        returns its wrap_info (token, ttl, creation_path ``<mount>/data/<path>``, accessor)."""
         validate_mount(mount)
-        url = "/v1/%s/data/%s" % (mount, path)
+        url = "/v1/%s/data/%s" % (mount, path) + ("?version=%d" % int(version) if version else "")
         response = self._call(
             lambda: self.hvac.adapter.get(url, headers={"X-Vault-Wrap-TTL": str(ttl)}),
             "wrapped read of %s/%s" % (mount, path),
@@ -515,6 +516,28 @@ class VaultClient(object):
             retry=False,
         )
         return _json(response).get("data") or {}
+
+    # -- other endpoints (sys, auth, identity) ------------------------------------------
+    def api(self, method, path, payload=None, where=None, not_found=None, retry=None):
+        """Call ``/v1/<path>``; returns the JSON body ({} for 204). Reads (GET, LIST) are retried."""
+        method = method.upper()
+        where = where or "%s %s" % (method, path)
+        url = "/v1/" + path.lstrip("/")
+
+        def request():
+            if method == "LIST":
+                return self.hvac.adapter.request("LIST", url)
+            return self.hvac.adapter.request(method, url, json=payload)
+
+        response = self._call(request, where, retry=method in ("GET", "LIST") if retry is None else retry,
+                              not_found=not_found)
+        return _json(response) if response is not None else {}
+
+    def api_or_none(self, method, path, payload=None, where=None):
+        try:
+            return self.api(method, path, payload, where)
+        except VaultNotFound:
+            return None
 
     # -- health --------------------------------------------------------------------------
     def health(self):

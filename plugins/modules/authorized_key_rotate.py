@@ -88,6 +88,28 @@ options:
         blank line or comment.
     type: bool
     default: false
+  serial:
+    description:
+      - The version of the key set (for example the KV version of the Vault record the keys come from);
+        needs O(marker). The file remembers the highest serial applied for the marker (a comment line
+        C(# penguinmails-serial <marker> <serial>)); a request with a lower serial changes nothing and
+        returns RV(stale=true), so a run that read Vault before another run rotated the key cannot put
+        the older keys back.
+    type: int
+  owner:
+    description:
+      - The tenant the account belongs to. A user created by O(manage_user) carries it in its GECOS field
+        (C(penguinmails tenant <owner>)). An existing account that belongs to another tenant (by its
+        GECOS field, or by keys of another tenant's marker in its file) is refused with a clear error:
+        two tenants never share an account.
+    type: str
+  missing_user:
+    description:
+      - What to do when O(user) does not exist and O(manage_user=false). V(fail), or V(ignore) (nothing
+        to do: RV(user_missing=true)), for example to clean up an account that may be gone.
+    type: str
+    choices: [fail, ignore]
+    default: fail
   manage_user:
     description:
       - Create O(user) if it does not exist, with a home directory, its own group and O(shell).
@@ -189,6 +211,18 @@ removed:
   elements: dict
   sample: [{"fingerprint": "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", "key_type": "ssh-ed25519",
             "comment": "old", "line": 2, "reason": "revoked"}]
+user_missing:
+  description: O(user) does not exist and O(missing_user=ignore); nothing was done.
+  returned: always
+  type: bool
+stale:
+  description: The file already holds the keys of a higher O(serial); nothing was changed.
+  returned: always
+  type: bool
+serial:
+  description: The serial the file holds for the marker after the run (none without O(serial)).
+  returned: always
+  type: int
 expiring:
   description: Grace keys in the file and when sshd stops accepting them.
   returned: always
@@ -200,6 +234,7 @@ expiring:
 
 import os
 import pwd
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.penguinmails.vps.plugins.module_utils import authorized_keys as ak
@@ -222,6 +257,9 @@ def main():
             marker=dict(type="str", aliases=["comment"]),
             exclusive=dict(type="bool", default=False),
             manage_user=dict(type="bool", default=False),
+            serial=dict(type="int"),
+            missing_user=dict(type="str", default="fail", choices=["fail", "ignore"]),
+            owner=dict(type="str"),
             shell=dict(type="str", default="/bin/bash"),
             path=dict(type="path"),
         ),
@@ -232,39 +270,78 @@ def main():
     try:
         user = ak.validate_user(params["user"])
         # Validate every key before looking at the host: bad input changes nothing.
-        ak.compute("", params["keys"], grace, params["revoked_keys"], params["marker"], params["exclusive"])
+        ak.compute("", params["keys"], grace, params["revoked_keys"], params["marker"], params["exclusive"],
+                   serial=params["serial"])
+        if params["owner"] is not None and not GECOS_OWNER_RE.match(params["owner"]):
+            raise ak.AuthorizedKeysError("invalid owner %r: a tenant id" % params["owner"])
     except ak.AuthorizedKeysError as exc:
         module.fail_json(msg=str(exc))
 
-    user_created = False
+    try:
+        with ak.host_lock():
+            result = update(module, params, user, grace)
+    except ak.AuthorizedKeysError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+GECOS_PREFIX = "penguinmails tenant "
+GECOS_OWNER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+
+
+def account(module, params, user):
+    """The account's passwd entry (created with manage_user); refuses one of another tenant."""
+    owner = params["owner"]
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
         if not params["manage_user"]:
+            if params["missing_user"] == "ignore":
+                return None, False
             module.fail_json(msg="user %s does not exist (set manage_user: true to create it)" % user)
-        user_created = True
-        if not module.check_mode:
-            module.run_command(["useradd", "--create-home", "--user-group", "--password", "*", "--shell", params["shell"], "--", user], check_rc=True)
-            entry = pwd.getpwnam(user)
-        else:
-            entry = pwd.struct_passwd((user, "x", 0, 0, "", os.path.join("/home", user), params["shell"]))
+        argv = ["useradd", "--create-home", "--user-group", "--password", "*", "--shell", params["shell"]]
+        if owner:
+            argv += ["--comment", GECOS_PREFIX + owner]
+        if module.check_mode:
+            return pwd.struct_passwd((user, "x", 0, 0, "", os.path.join("/home", user), params["shell"])), True
+        module.run_command(argv + ["--", user], check_rc=True)
+        return pwd.getpwnam(user), True
+    if owner and entry.pw_gecos != GECOS_PREFIX + owner:
+        if entry.pw_gecos.startswith(GECOS_PREFIX) or entry.pw_gecos.strip():
+            module.fail_json(msg="account %s belongs to %r, not to tenant %s: refusing to share it" % (user, entry.pw_gecos, owner))
+    return entry, False
 
+
+def update(module, params, user, grace):
+    entry, user_created = account(module, params, user)
+    if entry is None:
+        return dict(changed=False, user_missing=True, user_created=False, added=[], updated=[], removed=[], expiring=[],
+                    stale=False, serial=None, path=params["path"])
     path = params["path"] or os.path.join(entry.pw_dir, ".ssh", "authorized_keys")
     try:
         with ak.KeyFile(path, entry.pw_uid, entry.pw_gid, ssh_dir=not params["path"]) as keyfile:
-            plan = ak.compute(keyfile.before, params["keys"], grace, params["revoked_keys"], params["marker"], params["exclusive"])
+            if params["owner"] and not user_created:
+                foreign = ak.foreign_markers(keyfile.before, params["marker"])
+                if foreign:
+                    module.fail_json(msg="account %s holds keys of %s, not of tenant %s: refusing to share it"
+                                     % (user, ", ".join(foreign), params["owner"]), path=path)
+            plan = ak.compute(keyfile.before, params["keys"], grace, params["revoked_keys"], params["marker"], params["exclusive"],
+                              serial=params["serial"])
             # Write when the content changes, or to fix owner/mode of a file that exists or will.
-            write = plan.changed or (keyfile.needs_fix() and (keyfile.file_stat is not None or bool(plan.after)))
+            write = not plan.stale and (plan.changed or (keyfile.needs_fix() and (keyfile.file_stat is not None or bool(plan.after))))
             if write and not module.check_mode:
                 keyfile.write(plan.after)
     except ak.AuthorizedKeysError as exc:
         module.fail_json(msg=str(exc), path=path)
-
-    result = dict(changed=user_created or write, path=path, user_created=user_created, added=plan.added, updated=plan.updated,
-                  removed=plan.removed, expiring=plan.expiring)
+    adopted = bool(params["owner"]) and not user_created and entry.pw_gecos != GECOS_PREFIX + params["owner"]
+    if adopted and not module.check_mode:
+        module.run_command(["usermod", "--comment", GECOS_PREFIX + params["owner"], "--", user], check_rc=True)
+    serial = plan.serial_before if plan.stale else params["serial"]
+    result = dict(changed=user_created or write or adopted, path=path, user_created=user_created, user_missing=False, added=plan.added,
+                  updated=plan.updated, removed=plan.removed, expiring=plan.expiring, stale=plan.stale, serial=serial)
     if module._diff:
         result["diff"] = dict(before=plan.before, after=plan.after, before_header=path, after_header=path)
-    module.exit_json(**result)
+    return result
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ description:
     Of two runs that start a migration of one tenant at the same time exactly one wins; the other fails
     with a check-and-set conflict and writes nothing. Replaced versions stay in the KV history.
   - The record holds no secret.
+  - A new record for a tenant id that differs from an existing one only by case is refused (one tenant).
 options:
   tenant_id:
     description:
@@ -32,7 +33,8 @@ options:
     required: true
   state:
     description:
-      - V(query) reads the record and changes nothing.
+      - V(query) reads the record and changes nothing (M(penguinmails.vps.tenant_record_info) does the same
+        and is the module to use for reading).
       - V(present) sets the fields given (O(domain), O(vps_id), O(vps_ip), O(vps_name), O(plan),
         O(region), O(dkim_selector)) and keeps the others; it creates the record if there is none.
       - V(migrating) starts a migration, or resumes the one in progress, and records O(step),
@@ -77,6 +79,11 @@ options:
     description:
       - The DKIM selector Mailu signs with (O(state=present)); set when DKIM keys rotate to a new selector,
         read by the migration (default V(dkim)).
+    type: str
+  contact_email:
+    description:
+      - The tenant's contact address (O(state=present)); key rotations, revocations, regenerations and
+        migrations are notified there. V("") clears it.
     type: str
   reason:
     description:
@@ -255,6 +262,7 @@ def main():
             plan=dict(type="str"),
             region=dict(type="str"),
             dkim_selector=dict(type="str"),
+            contact_email=dict(type="str"),
             reason=dict(type="str", choices=list(tenant_record.REASONS)),
             step=dict(type="str", choices=list(tenant_record.STEPS)),
             server_name=dict(type="str"),

@@ -19,8 +19,12 @@ description:
   - Key generation runs in a pool of O(workers) processes (default one per core); Vault reads happen ahead
     and every new key is written as soon as it exists, so the run approaches the machine's limit.
   - Each key is stored exactly as M(penguinmails.vps.vault_ssh_keypair) with O(penguinmails.vps.vault_ssh_keypair#module:state=rotated)
-    stores it (the old public key becomes the grace key), with a check-and-set write on the version that
-    was read. A tenant whose key changed meanwhile fails alone, with a clear message; the others go on.
+    stores it (the old public key becomes the grace key; an admin key keeps the last key its host
+    confirmed as the fallback), with a check-and-set write on the version that was read. A key that
+    another run replaced meanwhile is reported under RV(skipped) (its key stands); a key that cannot be
+    written fails alone, under RV(failures) with its reason; the others go on and the task succeeds.
+    Check RV(failures_count) (or let the playbook fail after the host updates, as
+    penguinmails.vps.rotate does).
   - This module changes Vault only. Install the new public keys on the hosts afterwards with the role
     penguinmails.vps.ssh_access (the old keys stay valid there until their grace ends).
 options:
@@ -54,10 +58,9 @@ options:
     default: 24
   key_type:
     description:
-      - Type of the new keys.
+      - Type of the new keys. By default each key keeps its own type (RSA for a key without one).
     type: str
     choices: [rsa, ed25519]
-    default: rsa
   bits:
     description:
       - Size of new RSA keys.
@@ -94,7 +97,7 @@ EXAMPLES = r"""
 
 - name: Report the counts
   ansible.builtin.debug:
-    msg: "rotated {{ bulk.rotated_count }}, failed {{ bulk.failed_count }}"
+    msg: "rotated {{ bulk.rotated_count }}, failed {{ bulk.failures_count }}"
 
 - name: Force a new admin key for two tenants
   penguinmails.vps.vault_ssh_bulk_rotate:
@@ -114,21 +117,42 @@ rotated_count:
   description: How many keys were rotated.
   returned: always
   type: int
-failed:
-  description: The keys that could not be rotated, with the reason (never a secret).
+failures:
+  description:
+    - The keys that could not be rotated, with the reason (never a secret). Named so because Ansible
+      reserves C(failed) for the task's own status.
   returned: always
   type: list
   elements: dict
-  sample: [{"tenant_id": "t2", "role": "tenant", "error": "check-and-set conflict on write of vps/t2/tenant_ssh ..."}]
-failed_count:
-  description: How many keys failed.
+  sample: [{"tenant_id": "t2", "role": "tenant", "error": "Vault refused write of vps/t2/tenant_ssh (HTTP 403): permission denied"}]
+failures_count:
+  description: How many keys could not be rotated.
   returned: always
   type: int
 skipped:
-  description: Keys not rotated (not due, revoked, missing), with the reason.
+  description: Keys not rotated (V(not due), V(revoked), V(no key), V(rotated concurrently)), with the reason.
   returned: always
   type: list
   elements: dict
+  sample: [{"tenant_id": "t3", "role": "admin", "reason": "not due"}]
+skipped_count:
+  description: How many keys were not rotated.
+  returned: always
+  type: int
+unconfirmed:
+  description: Active keys whose host has not confirmed them yet (rotated now, or left so by an earlier run).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"tenant_id": "t1", "role": "admin"}]
+host_updates:
+  description:
+    - One job per tenant with an unconfirmed key - C(tenant_id), C(roles) (O(roles)) and C(changed) (the
+      roles rotated in this run) - for the host step (role penguinmails.vps.ssh_access).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"tenant_id": "t1", "roles": ["admin", "tenant"], "changed": ["admin"]}]
 would_rotate:
   description: In check mode, the keys that would be rotated.
   returned: when check mode or nothing is due
@@ -164,7 +188,7 @@ def main():
             rotation_days=dict(type="int", default=90),
             force=dict(type="bool", default=False),
             grace_hours=dict(type="int", default=24),
-            key_type=dict(type="str", choices=list(ssh_keys.KEY_TYPES), default="rsa"),
+            key_type=dict(type="str", choices=list(ssh_keys.KEY_TYPES)),
             bits=dict(type="int", default=4096),
             workers=dict(type="int"),
             mount=dict(type="str", default="vps"),
@@ -191,12 +215,14 @@ def main():
     result.update(
         invalid_tenants=invalid,
         rotated_count=len(result["rotated"]),
-        failed_count=len(result["failed"]),
+        failures_count=len(result["failures"]),
+        skipped_count=len(result["skipped"]),
+        host_updates=bulk_rotation.host_updates(result, p["roles"]),
         changed=bool(result["rotated"]) or bool(module.check_mode and result.get("would_rotate")),
     )
-    if result["failed"]:
-        module.fail_json(msg="%d of %d due keys could not be rotated" % (len(result["failed"]), len(result["failed"]) + len(result["rotated"])),
-                         **result)
+    if result["failures"]:
+        module.warn("%d of %d due keys could not be rotated (see failures)"
+                    % (len(result["failures"]), len(result["failures"]) + len(result["rotated"])))
     module.exit_json(**result)
 
 

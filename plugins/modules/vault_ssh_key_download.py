@@ -17,19 +17,22 @@ description:
   - Delivers the private key stored at C(<mount>/<tenant_id>/<role>_ssh) exactly once.
   - With O(output=wrap) the key is put in a single-use Vault response-wrapping token. Whoever
     unwraps the token first gets the key; if someone else did, the tenant's unwrap fails, which
-    shows the interception.
+    shows the interception. For the tenant key the token is a response-wrapped read of the secret's
+    version that records the download, so its creation path is C(<mount>/data/<tenant_id>/tenant_ssh):
+    the recipient can check with C(sys/wrapping/lookup) where it came from before unwrapping.
   - With O(output=file) the key is written to O(dest) on the machine that runs the module, atomically
     and with mode 0600 (for operators who hand the file over themselves).
   - Before the key is delivered, C(downloaded_at) is set with a check-and-set write on the version
     that was read, so two concurrent downloads cannot both succeed. Later downloads are refused until
     the key is regenerated (M(penguinmails.vps.vault_ssh_keypair) with C(state=regenerated)) or rotated.
-  - Revoked keys are never handed out.
-  - Returns the connection instruction C(ssh -i <file> tenant-<id8>@<ip>); the address comes from
-    C(<mount>/<tenant_id>/record) (field C(vps_ip)) when it exists.
+  - Revoked keys are never handed out. The admin key (root on the tenant's VPS) is refused unless
+    O(allow_admin_key=true); the playbook penguinmails.vps.download_key audits such a download as critical.
+  - Returns the connection instructions C(ssh -i <file> <account>@<ip> -p <port>), with the fingerprint,
+    the last and next rotation; the address comes from C(<mount>/<tenant_id>/record) (field C(vps_ip)).
 options:
   tenant_id:
     description:
-      - The tenant id, matching C(^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$).
+      - The tenant id, matching C(^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z).
     type: str
     required: true
   role:
@@ -53,14 +56,25 @@ options:
     type: path
   wrap_ttl:
     description:
-      - How long the wrapping token can be unwrapped, in Vault duration syntax.
+      - How long the wrapping token can be unwrapped, in Vault duration syntax (V(30m), V(1h), V(3600s)),
+        at most one hour.
     type: str
-    default: 24h
+    default: 1h
+  allow_admin_key:
+    description:
+      - Allow handing out the admin key (root on the tenant's VPS). Off by default.
+    type: bool
+    default: false
   ssh_user:
     description:
-      - The login shown in the instructions. Defaults to C(tenant-<first 8 characters of tenant_id>)
-        for the tenant key and C(root) for the admin key.
+      - The login shown in the instructions. Defaults to the tenant's account (the filter
+        penguinmails.vps.tenant_account) for the tenant key and C(root) for the admin key.
     type: str
+  port:
+    description:
+      - The SSH port shown in the instructions.
+    type: int
+    default: 22
   host:
     description:
       - The address shown in the instructions. Defaults to C(vps_ip) of the tenant's record in Vault.
@@ -148,41 +162,86 @@ instructions:
   description: How to connect with the key.
   returned: always
   type: str
-  sample: ssh -i tenant-acme.key tenant-acme@192.0.2.10
+  sample: ssh -i tenant-acme.key tenant-acme@192.0.2.10 -p 22
+port:
+  description: The SSH port shown in the instructions.
+  returned: always
+  type: int
+  sample: 22
+wrap_creation_path:
+  description: The creation path of the wrapping token, as C(sys/wrapping/lookup) reports it.
+  returned: when O(output=wrap) and not in check mode
+  type: str
+  sample: vps/data/acme/tenant_ssh
+last_rotated:
+  description: When the key handed out was made or last rotated (ISO 8601, UTC).
+  returned: always
+  type: str
+next_rotation:
+  description: When the key is due for its next rotation (ISO 8601, UTC).
+  returned: always
+  type: str
 version:
   description: The KV version that records the download.
   returned: always
   type: int
 """
 
+import datetime
 import os
+import re
 
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys
-from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError
+from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError, tenant_account
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
     VaultError,
     get_client,
     vault_module,
 )
 
-
-def instructions(user, host, key_file):
-    target = "%s@%s" % (user, host or "<vps ip>")
-    return "ssh -i %s %s" % (key_file, target)
+MAX_WRAP_SECONDS = 3600
+_DURATION_RE = re.compile(r"([0-9]+)([smh]?)\Z")
 
 
-def deliver(client, store, data, p, user, host):
+def wrap_seconds(ttl):
+    """Seconds of a Vault duration (V(90), V(90s), V(30m), V(1h)); raises ValidationError beyond one hour."""
+    match = _DURATION_RE.match(str(ttl).strip())
+    if not match:
+        raise ValidationError("invalid wrap_ttl %r: a duration such as 30m or 1h" % (ttl,))
+    seconds = int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    if not 1 <= seconds <= MAX_WRAP_SECONDS:
+        raise ValidationError("invalid wrap_ttl %r: between 1 second and 1 hour" % (ttl,))
+    return seconds
+
+
+def instructions(user, host, key_file, port):
+    return "ssh -i %s %s@%s -p %d" % (key_file, user, host or "<vps ip>", port)
+
+
+def next_rotation(data):
+    last = keypair_store.parse_time(data.get("last_rotated")) or keypair_store.parse_time(data.get("created_at"))
+    policy = str(data.get("rotation_policy") or "90_days").split("_")[0]
+    if last is None or not policy.isdigit():
+        return None
+    return keypair_store.format_time(last + datetime.timedelta(days=int(policy)))
+
+
+def deliver(client, store, data, version, p, ttl):
     """Hand the key out; returns the result fields of the delivery."""
     if p["output"] == "file":
         ssh_keys.write_private_key(p["dest"], data["private_key"])
         return dict(dest=p["dest"])
-    payload = dict(private_key=data["private_key"], public_key=data.get("public_key"),
-                   fingerprint=data.get("fingerprint"), ssh_user=user, host=host)
-    info = client.wrap(payload, ttl=p["wrap_ttl"])
+    if store.role == "tenant":
+        # A wrapped read of the very version that records the download: its creation path names the secret.
+        info = client.wrap_read(store.mount, store.path, ttl="%ds" % ttl, version=version)
+    else:
+        # The admin record may hold a fallback key: wrap the current key alone.
+        info = client.wrap(dict(private_key=data["private_key"], public_key=data.get("public_key"),
+                                fingerprint=data.get("fingerprint")), ttl="%ds" % ttl)
     if not info.get("token"):
         raise VaultError("Vault returned no wrapping token for %s" % store.where)
-    result = dict(wrap_accessor=info.get("accessor"), wrap_ttl=info.get("ttl"))
+    result = dict(wrap_accessor=info.get("accessor"), wrap_ttl=info.get("ttl"), wrap_creation_path=info.get("creation_path"))
     if p["dest"]:
         ssh_keys.write_private_key(p["dest"], info["token"])
         result["dest"] = p["dest"]
@@ -198,9 +257,11 @@ def main():
             role=dict(type="str", default="tenant", choices=["admin", "tenant"]),
             output=dict(type="str", default="wrap", choices=["wrap", "file"]),
             dest=dict(type="path"),
-            wrap_ttl=dict(type="str", default="24h"),
+            wrap_ttl=dict(type="str", default="1h"),
+            allow_admin_key=dict(type="bool", default=False),
             ssh_user=dict(type="str"),
             host=dict(type="str"),
+            port=dict(type="int", default=22),
             mount=dict(type="str", default="vps"),
         ),
         required_if=[("output", "file", ("dest",))],
@@ -208,16 +269,22 @@ def main():
     p = module.params
     if p["dest"] and not os.path.isdir(os.path.dirname(os.path.abspath(p["dest"]))):
         module.fail_json(msg="cannot write %s: its directory does not exist" % p["dest"])
+    if p["role"] == "admin" and not p["allow_admin_key"]:
+        module.fail_json(msg="the admin key (root on the tenant's VPS) is not handed out unless allow_admin_key is true")
     try:
+        ttl = wrap_seconds(p["wrap_ttl"])
         client = get_client(p)
         store = keypair_store.KeypairStore(client, p["tenant_id"], p["role"], mount=p["mount"])
         data, version = store.plan_download()
-        module.no_log_values.add(data["private_key"])
-        user = p["ssh_user"] or (keypair_store.tenant_user(p["tenant_id"]) if p["role"] == "tenant" else "root")
+        for field in keypair_store.PRIVATE_FIELDS:
+            if data.get(field):
+                module.no_log_values.add(data[field])
+        user = p["ssh_user"] or (tenant_account(p["tenant_id"]) if p["role"] == "tenant" else "root")
         host = p["host"] or store.vps_ip()
         key_file = p["dest"] if p["output"] == "file" else "%s.key" % user
-        result = dict(changed=True, fingerprint=data.get("fingerprint"), ssh_user=user, host=host,
-                      instructions=instructions(user, host, key_file), downloaded_at=None, version=version)
+        result = dict(changed=True, fingerprint=data.get("fingerprint"), ssh_user=user, host=host, port=p["port"],
+                      instructions=instructions(user, host, key_file, p["port"]), downloaded_at=None, version=version,
+                      last_rotated=data.get("last_rotated") or data.get("created_at"), next_rotation=next_rotation(data))
         if module.check_mode:
             module.exit_json(**result)
         record, result["version"] = store.claim_download(data, version)
@@ -225,7 +292,7 @@ def main():
     except (ValidationError, VaultError, keypair_store.KeypairError) as exc:
         module.fail_json(msg=str(exc))
     try:
-        result.update(deliver(client, store, data, p, user, host))
+        result.update(deliver(client, store, data, result["version"], p, ttl))
     except (VaultError, ssh_keys.SSHKeyError, OSError) as exc:
         module.fail_json(msg="the download of %s was recorded but the delivery failed (%s); regenerate the key to try again"
                          % (store.where, exc if not isinstance(exc, OSError) else exc.strerror))

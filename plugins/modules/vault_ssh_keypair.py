@@ -26,6 +26,13 @@ description:
   - A rotation keeps the previous public key as C(grace_public_key) until C(grace_until), so hosts can
     accept both keys during the change (see the role penguinmails.vps.ssh_access and the module
     penguinmails.vps.authorized_key_rotate).
+  - The reachability invariant (docs/ssh-key-lifecycle.md). A new V(admin) key is unconfirmed until a
+    login with it succeeded on the host and O(state=confirmed) recorded that (C(installed_fingerprint)).
+    Until then the record keeps the last key the host confirmed as C(fallback_private_key) and
+    C(fallback_public_key), and further rotations or regenerations keep that same fallback, so the
+    current version of the record always holds a key the host accepts, whatever was interrupted.
+  - A rotation or regeneration that loses its check-and-set write to another run that replaced the key
+    in the meantime does not fail: the other run's key stands (RV(action=none), RV(msg) says so).
 options:
   tenant_id:
     description:
@@ -50,15 +57,23 @@ options:
       - V(regenerated) replaces the key at once, without a grace key, and makes it active and
         downloadable again (after a revocation, a compromise or a lost key). Always changes.
       - V(absent) soft-deletes the latest version; the history stays and can be undeleted.
+      - V(confirmed) records that the host accepted the current key (a login with it succeeded): sets
+        C(installed_fingerprint) and drops the fallback key. With O(fingerprint), nothing changes when
+        the current key is another one (it was replaced after the host was updated).
+      - A new tenant id that differs from an existing one only by case is refused (one tenant).
     type: str
-    choices: [present, rotated, revoked, absent, regenerated]
+    choices: [present, rotated, revoked, absent, regenerated, confirmed]
     default: present
   key_type:
     description:
-      - Type of a new key. An existing key keeps its type until it is rotated or regenerated.
+      - Type of a new key. By default a rotated or regenerated key keeps the type of the key it
+        replaces, and a new key is V(rsa).
     type: str
     choices: [rsa, ed25519]
-    default: rsa
+  fingerprint:
+    description:
+      - With O(state=confirmed), the fingerprint of the key that logged in.
+    type: str
   bits:
     description:
       - Size of a new RSA key.
@@ -97,7 +112,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Reports what would change; generates nothing and writes nothing.
+    description: Reports what would change (RV(action)); generates nothing and writes nothing. The key fields
+      returned are those of the key stored now.
   diff_mode:
     support: full
     description: Shows the fingerprints and state before and after, never key material.
@@ -169,6 +185,21 @@ grace_until:
   returned: when the key has a grace key
   type: str
   sample: "2026-11-24T12:00:00Z"
+fallback_public_key:
+  description: The last key the host confirmed, kept while the current admin key is not confirmed.
+  returned: when the key has a fallback key
+  type: str
+confirmed:
+  description: Whether the host confirmed the current key (C(installed_fingerprint) equals RV(fingerprint)).
+  returned: when a key exists after the run
+  type: bool
+host_keys:
+  description:
+    - The public keys that must be valid on the host now, without an expiry (the current key and, while
+      it is not confirmed, the fallback key). Empty for a revoked key.
+  returned: when a key exists after the run
+  type: list
+  elements: str
 grace_expiry_time:
   description: RV(grace_until) in the C(YYYYMMDDHHMMZ) form of the C(authorized_keys) option C(expiry-time).
   returned: when the key has a grace key
@@ -186,7 +217,7 @@ action:
   description: What was done, or would be done in check mode.
   returned: always
   type: str
-  choices: [none, created, rotated, regenerated, revoked, deleted]
+  choices: [none, created, rotated, regenerated, revoked, deleted, confirmed]
 revoked_public_keys:
   description: The public keys that no longer give access after a revocation, regeneration or deletion.
   returned: always
@@ -222,8 +253,9 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client impo
 )
 
 
-def result_of(plan, store, return_private_key):
-    data = plan.after or {}
+def result_of(plan, store, return_private_key, check_mode=False):
+    # In check mode nothing was generated: show the key stored now, never a discarded one.
+    data = (plan.before if check_mode else plan.after) or {}
     result = dict(
         changed=plan.changed,
         action=plan.action,
@@ -232,11 +264,15 @@ def result_of(plan, store, return_private_key):
         version=plan.version,
         path=store.where,
     )
-    for field in ("public_key", "fingerprint", "key_type", "grace_public_key", "grace_until", "last_rotated"):
+    for field in ("public_key", "fingerprint", "key_type", "grace_public_key", "grace_until", "last_rotated",
+                  "fallback_public_key"):
         if data.get(field):
             result[field] = data[field]
     if data.get("state"):
         result["key_state"] = data["state"]
+    if data.get("public_key"):
+        result["confirmed"] = keypair_store.is_confirmed(data)
+        result["host_keys"] = keypair_store.host_keys(data)
     until = keypair_store.parse_time(data.get("grace_until"))
     if data.get("grace_public_key") and until:
         result["grace_expiry_time"] = keypair_store.ssh_expiry_time(until)
@@ -247,11 +283,26 @@ def result_of(plan, store, return_private_key):
     return result
 
 
+def hide_private_keys(module, plan, returning, extra=()):
+    """Every private key seen goes into no_log_values, but the one returned on purpose (no_log task)."""
+    returned = (plan.after or {}).get("private_key") if returning else None
+    secrets = list(extra)
+    for data in (plan.before, plan.after):
+        for field in keypair_store.PRIVATE_FIELDS:
+            secrets.append((data or {}).get(field))
+    for secret in secrets:
+        if secret and secret != returned:
+            module.no_log_values.add(secret)
+
+
 def diff_of(plan):
     def show(data):
         if not data:
             return "absent\n"
-        lines = ["state: %s" % data.get("state", "active"), "fingerprint: %s" % data.get("fingerprint")]
+        lines = ["state: %s" % data.get("state", "active"), "fingerprint: %s" % (data.get("fingerprint") or "(a new key)"),
+                 "confirmed by the host: %s" % ("yes" if keypair_store.is_confirmed(data) else "no")]
+        if data.get("fallback_fingerprint"):
+            lines.append("fallback_fingerprint: %s" % data["fallback_fingerprint"])
         if data.get("grace_fingerprint"):
             lines.append("grace_fingerprint: %s (until %s)" % (data["grace_fingerprint"], data.get("grace_until")))
         return "\n".join(lines) + "\n"
@@ -265,7 +316,8 @@ def main():
             tenant_id=dict(type="str", required=True),
             role=dict(type="str", required=True, choices=["admin", "tenant"]),
             state=dict(type="str", default="present", choices=list(keypair_store.STATES)),
-            key_type=dict(type="str", default="rsa", choices=list(ssh_keys.KEY_TYPES)),
+            key_type=dict(type="str", choices=list(ssh_keys.KEY_TYPES)),
+            fingerprint=dict(type="str"),
             bits=dict(type="int", default=4096),
             rotation_days=dict(type="int", default=90),
             force=dict(type="bool", default=False),
@@ -281,20 +333,19 @@ def main():
         module.fail_json(msg="return_private_key: true needs no_log: true on the task, so that the key is never shown")
     try:
         client = get_client(p)
-        store = keypair_store.KeypairStore(client, p["tenant_id"], p["role"], mount=p["mount"])
+        keygen = None if not module.check_mode else keypair_store.placeholder_keygen
+        store = keypair_store.KeypairStore(client, p["tenant_id"], p["role"], mount=p["mount"], keygen=keygen)
         plan = store.plan(p["state"], key_type=p["key_type"], bits=p["bits"], rotation_days=p["rotation_days"],
-                          grace_hours=p["grace_hours"], force=p["force"])
-        returned = (plan.after or {}).get("private_key") if p["return_private_key"] and not module.check_mode else None
-        for data in (plan.before, plan.after):
-            if data and data.get("private_key") and data["private_key"] != returned:
-                module.no_log_values.add(data["private_key"])
+                          grace_hours=p["grace_hours"], force=p["force"], fingerprint=p["fingerprint"])
+        hide_private_keys(module, plan, p["return_private_key"] and not module.check_mode)
         if plan.changed and not module.check_mode:
             store.commit(plan)
+            hide_private_keys(module, plan, p["return_private_key"], store.discarded)
         elif plan.changed:
             plan.version = None
     except (ValidationError, VaultError, ssh_keys.SSHKeyError, keypair_store.KeypairError) as exc:
         module.fail_json(msg=str(exc))
-    result = result_of(plan, store, p["return_private_key"] and not module.check_mode)
+    result = result_of(plan, store, p["return_private_key"] and not module.check_mode, module.check_mode)
     if module._diff:
         result["diff"] = diff_of(plan)
     module.exit_json(**result)

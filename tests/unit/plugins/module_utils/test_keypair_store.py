@@ -7,6 +7,8 @@ import datetime
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store as ks
 from ansible_collections.penguinmails.vps.plugins.module_utils import ssh_keys
@@ -89,7 +91,96 @@ def test_record_rules():
     assert "grace_public_key" not in regen and regen["rotation_policy"] == "30_days"
     view = ks.public_view(rotated)
     assert "private_key" not in view and view["fingerprint"] == second.fingerprint
-    assert ks.tenant_user("0123456789abcdef") == "tenant-01234567"
+    assert ks.tenant_user("0123456789abcdef") == "tenant-0123456789abcdef"
+
+
+def test_admin_fallback_is_the_last_confirmed_key():
+    first, second, third = (ssh_keys.generate_keypair("ed25519") for _ in range(3))
+    created = ks.record_created(first, NOW, 90)
+    assert not ks.is_confirmed(created) and ks.host_keys(created) == [first.public_key]
+    confirmed = ks.record_confirmed(created, NOW)
+    assert ks.is_confirmed(confirmed) and confirmed["installed_fingerprint"] == first.fingerprint
+    # Rotation of a confirmed admin key: the confirmed key is the fallback and the grace key.
+    rotated = ks.record_rotated(confirmed, second, NOW, 90, 24, role="admin")
+    assert rotated["fallback_private_key"] == first.private_key and rotated["grace_public_key"] == first.public_key
+    assert ks.host_keys(rotated) == [second.public_key, first.public_key]
+    # Rotated again before any host contact: the fallback is still the key the host has.
+    again = ks.record_rotated(rotated, third, NOW, 90, 24, role="admin")
+    assert again["fallback_private_key"] == first.private_key and again["grace_public_key"] == first.public_key
+    regen = ks.record_regenerated(again, second, NOW, 90, role="admin")
+    assert regen["fallback_private_key"] == first.private_key and "grace_public_key" not in regen
+    # Confirmation drops the fallback; a tenant key never keeps one.
+    done = ks.record_confirmed(regen, NOW)
+    assert not set(ks.FALLBACK_FIELDS) & set(done) and ks.host_keys(done) == [second.public_key]
+    assert "fallback_private_key" not in ks.record_rotated(confirmed, second, NOW, 90, 24, role="tenant")
+    # A revocation drops every private key from the latest version.
+    revoked = ks.record_revoked(again, NOW)
+    assert not set(ks.PRIVATE_FIELDS) & set(revoked) and ks.host_keys(revoked) == []
+    assert ks.revoked_public_keys(again) == [third.public_key, first.public_key]
+
+
+class _Host(object):
+    """A host's authorized_keys for one account, as authorized_key_rotate keeps it: the keys of the
+    highest record version it was given (older versions are refused), grace keys included."""
+
+    def __init__(self, keys):
+        self.keys, self.serial = set(keys), 0
+
+    def install(self, record, version, cleanup=False):
+        if version < self.serial:
+            return False
+        self.serial = version
+        keys = set(ks.host_keys(record))
+        if record.get("grace_public_key"):
+            keys.add(record["grace_public_key"])
+        self.keys = keys
+        return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["rotate", "regenerate", "install", "confirm", "stale_install", "refused_write"]),
+                max_size=25))
+def test_reachability_invariant_holds_for_every_interleaving(operations):
+    """Model check of the state machine: whatever runs, in whatever order, with whatever left
+    undone, the current version of the admin record holds a private key the host accepts."""
+    pairs = iter([ssh_keys.KeyPair("ed25519", "priv-%d" % n, "pub-%d" % n, "fp-%d" % n) for n in range(100)])
+    history = [ks.record_confirmed(ks.record_created(next(pairs), NOW, 90), NOW)]
+    host = _Host([history[0]["public_key"]])
+    private_to_public = {history[0]["private_key"]: history[0]["public_key"]}
+
+    def holds():
+        record = history[-1]
+        publics = [private_to_public[record[f]] for f in ks.PRIVATE_FIELDS if record.get(f)]
+        return any(public in host.keys for public in publics)
+
+    assert holds()
+    for op in operations:
+        current = history[-1]
+        if op in ("rotate", "regenerate"):
+            pair = next(pairs)
+            private_to_public[pair.private_key] = pair.public_key
+            new = (ks.record_rotated(current, pair, NOW, 90, 24, role="admin") if op == "rotate"
+                   else ks.record_regenerated(current, pair, NOW, 90, role="admin"))
+            history.append(new)
+        elif op == "install":
+            host.install(current, len(history))
+        elif op == "stale_install" and len(history) > 1:
+            host.install(history[-2], len(history) - 1)
+        elif op == "confirm" and current["public_key"] in host.keys and not ks.is_confirmed(current):
+            history.append(ks.record_confirmed(current, NOW))
+            host.install(history[-1], len(history))  # the cleanup write of the same run
+        # refused_write: a Vault write that was refused changes nothing.
+        assert holds(), (op, operations)
+
+
+def test_tenant_account_names_are_unique_and_short():
+    from ansible_collections.penguinmails.vps.plugins.module_utils.validators import tenant_account
+
+    assert tenant_account("acme") == "tenant-acme" and tenant_account("Acme") == "tenant-acme"
+    long_a, long_b = "alpha-tenant-number-one-0001", "alpha-tenant-number-one-0002"
+    names = {tenant_account(t) for t in (long_a, long_b, "alpha-te", "alpha-tenant")}
+    assert len(names) == 4 and all(len(name) <= 32 for name in names)
+    assert tenant_account("x" * 64) == tenant_account("X" * 64)
 
 
 def test_bad_input_is_refused_before_any_vault_call():
@@ -157,16 +248,24 @@ def test_concurrent_writers_exactly_one_wins(openbao):
     first, second = store_for(openbao, tid, "admin"), store_for(openbao, tid, "admin")
     plan_a, plan_b = first.plan("present"), second.plan("present")
     assert first.commit(plan_a) == 1
-    with pytest.raises(vc.VaultCASConflict, match="check-and-set conflict on write of vps/%s/admin_ssh" % tid):
-        second.commit(plan_b)
+    # The loser of a creation or rotation race adopts the winner's key instead of failing.
+    loser_key = plan_b.after["private_key"]
+    assert second.commit(plan_b) == 1
+    assert plan_b.action == "none" and "replaced concurrently" in plan_b.message
+    assert plan_b.after["public_key"] == plan_a.after["public_key"] and loser_key in second.discarded
     plan_a, plan_b = first.plan("rotated", force=True), second.plan("rotated", force=True)
     first.commit(plan_a)
-    with pytest.raises(vc.VaultCASConflict) as err:
-        second.commit(plan_b)
-    assert plan_b.after["private_key"] not in str(err.value)
+    assert second.commit(plan_b) == 2 and plan_b.action == "none"
     stored = openbao.kv_get("vps", "%s/admin_ssh" % tid)
     assert stored["metadata"]["version"] == 2
     assert stored["data"]["public_key"] == plan_a.after["public_key"]
+    # Any other conflict (the key did not change, e.g. a download mark) still fails, without a secret.
+    data, version = first.read()
+    plan_c = first.plan("rotated", force=True)
+    first.client.write("vps", "%s/admin_ssh" % tid, dict(data, downloaded_at="x"), cas=version)
+    with pytest.raises(vc.VaultCASConflict) as err:
+        first.commit(plan_c)
+    assert plan_c.after["private_key"] not in str(err.value)
 
 
 def test_download_once(openbao):

@@ -1,0 +1,197 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, penguinmails.vps developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A private ``ssh-agent`` for one run: private keys go from Vault to the agent's memory, never to a disk.
+
+:func:`start` makes a private directory (0700) and starts ``ssh-agent -D -a <dir>/agent.sock -t
+<lifetime>`` under a small watchdog process in its own session. The watchdog waits for the process
+it guards (the ``ansible-playbook`` run) to end, however it ends (SIGKILL included), then kills the
+agent and removes the directory; the agent also forgets every key after ``lifetime`` seconds. So no
+private key is ever at rest on the controller, and nothing of a killed run stays readable.
+
+:func:`add_key` feeds one private key to ``ssh-add -t <lifetime> -`` on its standard input.
+Connections select the key of a tenant with ``-o IdentityAgent=<socket> -o IdentitiesOnly=yes -o
+IdentityFile=<public key file>`` (OpenSSH then signs with the agent's matching private key); the
+public key files live in the same private directory. Runs on the controller only.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+SOCKET_NAME = "agent.sock"
+DEFAULT_LIFETIME = 3600
+# AF_UNIX paths are limited to 108 bytes.
+MAX_SOCKET_PATH = 100
+
+# The watchdog, run by the same Python: argv = pid to guard, directory, lifetime.
+WATCHDOG = r"""
+import os, select, shutil, signal, subprocess, sys, time
+guarded, directory, lifetime = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+sock = os.path.join(directory, "agent.sock")
+agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock, "-t", lifetime], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def cleanup(*_args):
+    try:
+        agent.kill()
+        agent.wait()
+    except OSError:
+        pass
+    shutil.rmtree(directory, ignore_errors=True)
+    os._exit(0)
+for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(signum, cleanup)
+try:
+    pidfd = os.pidfd_open(guarded)
+except (AttributeError, OSError):
+    pidfd = None
+print("ready", flush=True)
+while agent.poll() is None:
+    if pidfd is not None:
+        if select.select([pidfd], [], [], 5.0)[0]:
+            break
+    else:
+        try:
+            os.kill(guarded, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(1.0)
+cleanup()
+"""
+
+
+class AgentError(Exception):
+    """The agent could not be started or fed; the message never holds key material."""
+
+
+def _base_dir(parent):
+    parent = parent or tempfile.gettempdir()
+    if len(os.path.join(parent, "pm-agent-XXXXXXXX", SOCKET_NAME)) > MAX_SOCKET_PATH:
+        parent = "/tmp"
+    return parent
+
+
+def start(guarded_pid, lifetime=DEFAULT_LIFETIME, parent=None, timeout=10):
+    """Start a private agent that lives as long as ``guarded_pid``; returns {socket, directory, pid}."""
+    lifetime = int(lifetime)
+    if lifetime < 1:
+        raise AgentError("the key lifetime must be at least 1 second")
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        raise AgentError("ssh-agent and ssh-add are needed on the controller (Debian: openssh-client)")
+    directory = tempfile.mkdtemp(prefix="pm-agent-", dir=_base_dir(parent))
+    os.chmod(directory, 0o700)
+    sock = os.path.join(directory, SOCKET_NAME)
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", WATCHDOG, str(int(guarded_pid)), directory, str(lifetime)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+        close_fds=True,
+    )
+    line = watchdog.stdout.readline()
+    watchdog.stdout.close()
+    deadline = time.monotonic() + timeout
+    while line.strip() == b"ready" and not os.path.exists(sock) and watchdog.poll() is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)  # the agent binds its socket right after it starts
+    if not os.path.exists(sock):
+        stop({"directory": directory, "pid": watchdog.pid})
+        raise AgentError("ssh-agent did not start")
+    return {"socket": sock, "directory": directory, "pid": watchdog.pid}
+
+
+def alive(agent):
+    """True when the agent of ``agent`` (a dict from :func:`start`) still answers."""
+    sock = (agent or {}).get("socket")
+    if not sock or not os.path.exists(sock):
+        return False
+    result = subprocess.run(["ssh-add", "-l"], env=_env(sock), stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    return result.returncode in (0, 1)  # 1: no identities
+
+
+def _env(sock):
+    env = dict((k, v) for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "DISPLAY", "SSH_ASKPASS"))
+    env["SSH_AUTH_SOCK"] = sock
+    env["SSH_ASKPASS_REQUIRE"] = "never"
+    return env
+
+
+def add_key(agent, private_key, lifetime=DEFAULT_LIFETIME):
+    """Load one private key into the agent for ``lifetime`` seconds (from stdin: never a file)."""
+    if not private_key or "PRIVATE KEY" not in private_key:
+        raise AgentError("not a private key")
+    data = private_key if private_key.endswith("\n") else private_key + "\n"
+    result = subprocess.run(["ssh-add", "-q", "-t", str(int(lifetime)), "-"], input=data.encode(), env=_env(agent["socket"]),
+                            capture_output=True, check=False)
+    if result.returncode != 0:
+        raise AgentError("ssh-add refused a key (exit status %d)" % result.returncode)
+
+
+def write_public(agent, name, public_key):
+    """Write a public key file (an IdentityFile that selects the agent's key); returns its path."""
+    if "/" in name or name.startswith("."):
+        raise AgentError("invalid file name %r" % name)
+    return _write(os.path.join(agent["directory"], name), public_key.strip() + "\n")
+
+
+def write_known_hosts(agent, name, lines):
+    """Write a known_hosts file (host keys from a tenant record) in the agent's directory; returns its path."""
+    if "/" in name or name.startswith("."):
+        raise AgentError("invalid file name %r" % name)
+    return _write(os.path.join(agent["directory"], name), "".join(line.strip() + "\n" for line in lines))
+
+
+def _write(path, text):
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def stop(agent):
+    """Stop the watchdog (it kills the agent and removes the directory)."""
+    pid = (agent or {}).get("pid")
+    if pid:
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+        except (ProcessLookupError, PermissionError, ValueError):
+            pass
+    directory = (agent or {}).get("directory")
+    if directory and os.path.basename(directory).startswith("pm-agent-"):
+        deadline = time.monotonic() + 10
+        while os.path.isdir(directory) and time.monotonic() < deadline and pid and _running(int(pid)):
+            time.sleep(0.02)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def ssh_options(agent, identity_files, known_hosts=None):
+    """The ssh options that make a connection use exactly ``identity_files`` from the agent."""
+    options = ["-o", "IdentityAgent=%s" % agent["socket"], "-o", "IdentitiesOnly=yes"]
+    for path in identity_files:
+        options += ["-o", "IdentityFile=%s" % path]
+    if known_hosts:
+        options += ["-o", "UserKnownHostsFile=%s" % known_hosts, "-o", "StrictHostKeyChecking=yes"]
+    return options
