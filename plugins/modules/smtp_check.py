@@ -16,8 +16,8 @@ author:
 description:
   - Connects to a mail server on the submission port, secures the connection with STARTTLS (587) or
     implicit TLS (465) and logs in with SMTP AUTH.
-  - With STARTTLS, the server must refuse SMTP AUTH before the connection is secured: it must not offer AUTH,
-    and C(AUTH PLAIN) (sent without credentials) must get a 5xx reply. A server that accepts it fails the
+  - With STARTTLS, the server must refuse SMTP AUTH before the connection is secured. It must not offer AUTH,
+    and C(AUTH PLAIN) (sent without credentials) must get a 5xx reply; a server that accepts it fails the
     V(tls) stage.
   - Then sends a probe message with a unique Message-ID from the account to itself, fetches it back
     over IMAPS and verifies its DKIM signature with dkimpy against the key published in DNS at

@@ -174,4 +174,3 @@ def test_nothing_listening_fails_at_connect(dns, tmp_path):
     result, _unused = check(Nowhere, dns, tmp_path, port=9, timeout=3)
     assert result["failed_stage"] == "connect"
     assert "connection refused" in result["msg"]
-

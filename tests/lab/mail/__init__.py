@@ -117,7 +117,7 @@ def mailbox_messages(root, address):
         directory = os.path.join(maildir, sub)
         with contextlib.suppress(FileNotFoundError):
             found += [os.path.join(directory, name) for name in os.listdir(directory) if not name.startswith(".")]
-    return sorted(found, key=lambda path: os.path.basename(path))
+    return sorted(found, key=os.path.basename)
 
 
 def mailu_env(domain, hostname=None, selector="dkim", ports=(25, 465, 587, 993), **extra):

@@ -293,7 +293,8 @@ def ensure_certificate(values):
     try:
         names = ",".join("DNS:%s" % name for name in values["HOSTNAMES"])
         proc = subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj",
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-days", "365", "-subj",
              "/CN=%s" % values["HOSTNAME"], "-addext", "subjectAltName=%s" % names,
              "-keyout", os.path.join(tmp, "key.pem"), "-out", os.path.join(tmp, "cert.pem")],
             capture_output=True, text=True, check=False)
