@@ -58,8 +58,8 @@ CHAIN_BREAK_ACTION = "chain_break"
 # Fields any action may carry in ``details`` (an unknown action keeps only these).
 GENERIC_FIELDS = ("role", "mode", "trigger", "host", "reason", "source", "error", "failedTask", "failed_task",
                   "count", "forced", "secretType")
-_SSH_KEY_FIELDS = ("roles", "vaultChanged", "hostChanged", "fingerprint", "keyType", "graceUntil", "grace_until",
-                   "output")
+_SSH_KEY_FIELDS = ("roles", "vaultChanged", "hostChanged", "vaultOnly", "stage", "supersededBy", "fingerprint",
+                   "keyType", "graceUntil", "grace_until", "output")
 _SMTP_APPLIED_FIELDS = ("username", "passwordReset", "verified")
 _MIGRATION_FIELDS = ("serverName", "newVpsId", "newVpsIp", "oldVpsId", "oldVpsIp", "oldVpsName", "step")
 _DKIM_FIELDS = ("domain", "oldSelector", "newSelector", "selector", "verified")
@@ -68,8 +68,10 @@ _DKIM_FIELDS = ("domain", "oldSelector", "newSelector", "selector", "verified")
 ACTIONS = {
     "ssh_key_rotated": (None, _SSH_KEY_FIELDS),
     "ssh_key_regenerated": (None, _SSH_KEY_FIELDS),
-    "ssh_key_revoked": (None, ("roles", "vaultChanged", "removedKeys", "fingerprint")),
-    "ssh_key_downloaded": (None, ("output", "fingerprint", "downloadedAt")),
+    "ssh_key_revoked": (None, ("roles", "vaultChanged", "hostChanged", "removedKeys", "fingerprint")),
+    "ssh_key_downloaded": (None, ("output", "fingerprint", "downloadedAt", "wrapCreationPath")),
+    "host_key_recorded": (None, ("fingerprints",)),
+    "tenant_notified": (None, ("event",)),
     "bulk_rotation_completed": (None, ("rotatedCount", "failedCount", "skippedCount", "failedTenants",
                                        "tenantsWithoutHost", "hostsUpdated")),
     "vps_migration_completed": (None, _MIGRATION_FIELDS + ("oldVpsWiped", "oldVpsDestroyed", "resumed", "steps", "dkim")),
@@ -1193,12 +1195,10 @@ class AuditLog(object):
                 if not self.ephemeral:
                     accepted.append("file")
             except (AuditError, IOError, OSError) as exc:
-                linked = event
-                failed.append(("file", _describe(exc)))
+                linked = event  # the other sinks still get it, unchained
+                failed.append(("run chain" if self.ephemeral else "file", _describe(exc)))
         else:
             linked = event
-        if "file" in self.broken:
-            failed.append(("file", self.broken["file"]))
         self.written.extend(written or [linked])
         for extra in written[:-1]:  # a chain_break written before the event: the other sinks get it too
             self._send(extra, [], [])

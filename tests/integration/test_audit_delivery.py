@@ -173,3 +173,29 @@ def test_https_webhook_verifies_certificates_with_a_ca_path(tmp_path):
                                   tmp_path=tmp_path)
         assert unverified.returncode == 0
         assert [e["tenantId"] for e in hook.events("/all") if e["action"] != "audit_checkpoint"] == ["t2", "t3"]
+
+
+# -- no file (AWX): the run is chained in a private file that is not a sink ----------------------
+def test_without_a_file_the_run_is_chained_for_syslog_and_needs_a_remote_sink(tmp_path):
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    loop = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Audit three rotations
+      penguinmails.vps.audit_event: {action: ssh_key_rotated, tenant_id: "{{ item }}", details: {role: admin}}
+      loop: [t1, t2, t3]
+"""
+    with SyslogReceiver() as syslog:
+        proc = run_playbook(loop, env=callback_env("", PENGUINMAILS_AUDIT_SYSLOG=syslog.address, TMPDIR=str(private_tmp)),
+                            tmp_path=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        wait_until(lambda: len(syslog.messages) == 3, 10, "three syslog messages")
+        bodies = syslog.bodies()
+    assert [(b["tenantId"], b["seq"]) for b in bodies] == [("t1", 1), ("t2", 2), ("t3", 3)]
+    assert all(b["prev_hash"] == a["hash"] for a, b in zip(bodies, bodies[1:]))
+    assert not [b for b in bodies if b["action"] == "audit_checkpoint"]  # nothing on disk to anchor
+    assert not [p for p in private_tmp.iterdir() if p.name.startswith("penguinmails-audit-")]  # removed at the end
+    lost = run_playbook(loop, env=callback_env("", TMPDIR=str(private_tmp)), tmp_path=tmp_path)
+    assert lost.returncode == 2 and "audit event ssh_key_rotated reached no sink (no sink is configured)" in lost.stdout

@@ -120,7 +120,7 @@ def test_details_keep_only_the_fields_their_action_allows():
     for action in ("ssh_key_rotated", "ssh_key_revoked", "ssh_key_regenerated", "ssh_key_downloaded",
                    "bulk_rotation_completed", "vps_migration_completed", "vps_migration_failed",
                    "smtp_credentials_recovered", "smtp_password_rotated", "smtp_password_applied", "dkim_key_rotated",
-                   "ssh_login_failed", "vault_write_burst", "chain_break"):
+                   "ssh_login_failed", "vault_write_burst", "chain_break", "host_key_recorded", "tenant_notified"):
         assert action in audit.ACTIONS
 
 
@@ -318,3 +318,57 @@ def test_docs_audit_md_lists_the_detail_fields_of_every_action():
     table = doc.split("<!-- detail-fields:begin -->\n", 1)[1].split("\n<!-- detail-fields:end -->", 1)[0]
     assert table.strip() == render_detail_fields(), render_detail_fields()
     assert "`%s`" % "`, `".join(audit.GENERIC_FIELDS[:-1]) in doc.replace("\n", " ")
+
+
+def playbook_audit_points():
+    """(file, action names, details keys) of every audit_event task in playbooks/ and roles/."""
+    import glob
+    import re
+
+    import yaml
+
+    sources = sorted(glob.glob(os.path.join(REPO, "playbooks", "**", "*.yml"), recursive=True)
+                     + glob.glob(os.path.join(REPO, "roles", "**", "*.yml"), recursive=True))
+    texts = dict((path, open(path).read()) for path in sources)
+    found = []
+
+    def names(expression):
+        match = re.match(r"^\{\{\s*(\w+)(?:\s*\|\s*default\('(\w+)'\))?\s*\}\}$", expression)
+        if not match:
+            return [expression]
+        candidates = [match.group(2)] if match.group(2) else []
+        for text in texts.values():  # var: name, var: "{{ 'name' if ... }}"
+            candidates += re.findall(r"\b%s:\s*['\"]?(?:\{\{\s*')?([a-z][a-z0-9_]+)" % match.group(1), text)
+        assert candidates, "cannot tell which actions %s stands for" % expression
+        return sorted(set(candidates))
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            args = node.get("penguinmails.vps.audit_event")
+            if isinstance(args, dict):
+                details = args.get("details") if isinstance(args.get("details"), dict) else {}
+                found.append((os.path.relpath(path, REPO), names(str(args.get("action"))), sorted(details)))
+            for value in node.values():
+                walk(value, path)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, path)
+
+    for path, text in texts.items():
+        walk(yaml.safe_load(text), path)
+    return found
+
+
+def test_every_audit_point_of_the_playbooks_is_declared_with_its_fields():
+    points = playbook_audit_points()
+    assert len(points) >= 15
+    missing = []
+    for path, actions, fields in points:
+        for action in actions:
+            if action not in audit.ACTIONS:
+                missing.append("%s: action %s is not in ACTIONS" % (path, action))
+                continue
+            dropped = sorted(set(fields) - audit.detail_fields(action))
+            if dropped:
+                missing.append("%s: %s would drop %s: add them to ACTIONS" % (path, action, ", ".join(dropped)))
+    assert not missing, "\n".join(missing)
