@@ -372,3 +372,47 @@ def test_every_audit_point_of_the_playbooks_is_declared_with_its_fields():
             if dropped:
                 missing.append("%s: %s would drop %s: add them to ACTIONS" % (path, action, ", ".join(dropped)))
     assert not missing, "\n".join(missing)
+
+
+# -- damaged tails ------------------------------------------------------------------------------
+def test_a_last_event_without_its_newline_is_kept_and_closed(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    write_events(path, 2)
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # the writer died between the JSON and its newline
+    write_events(path, 1)
+    assert [json.loads(line)["action"] for line in path.read_text().splitlines()] == ["ssh_key_rotated"] * 3
+    assert audit.verify_file(str(path)).ok
+
+
+def test_trailing_blank_lines_are_no_damage(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    write_events(path, 2)
+    with open(path, "ab") as handle:
+        handle.write(b"\n\n")
+    write_events(path, 1)
+    result = audit.verify_file(str(path))
+    assert result.ok and result.count == 3
+
+
+def test_a_file_of_garbage_starts_a_chain_after_a_break_from_the_genesis(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"not an event\n{\"half\": \n")
+    write_events(path, 1)
+    events = [json.loads(line) for line in path.read_text().splitlines()[2:]]
+    assert [e["action"] for e in events] == ["chain_break", "ssh_key_rotated"]
+    assert events[0]["prev_hash"] == audit.GENESIS_HASH and events[0]["details"]["skippedBytes"] == 23
+    result = audit.verify_file(str(path))
+    assert result.exit_code == 3 and result.breaks == ["line 3: chain break after line 0: 23 bytes skipped (lines 1-2)"]
+
+
+def test_a_chain_break_that_hides_more_than_it_says_is_reported(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    write_events(path, 2)
+    with open(path, "ab") as handle:
+        handle.write(b"garbage\n")
+    write_events(path, 1)
+    lines = path.read_text().splitlines()
+    lines.insert(2, "more garbage an attacker slipped in")
+    path.write_text("\n".join(lines) + "\n")
+    result = audit.verify_file(str(path))
+    assert result.exit_code == 1 and result.first_bad_line == 3
