@@ -437,8 +437,9 @@ def _authorized_keys_text(authorized_keys):
 def _shared_paths():
     """Controller paths a host must see where the controller sees them, with the private dir that would hide them.
 
-    The lab mail service runs inside the hosts from this checkout and its venv. When they live below
-    one of PRIVATE_DIRS (a clone in /tmp, a venv in /root), the host's own dir would hide them.
+    The lab's Mailu host (tests/lab/mail) runs inside the hosts from this checkout, with Rspamd's cache in
+    its .build. When the checkout or the venv lives below one of PRIVATE_DIRS (a clone in /tmp, a venv in
+    /root), the host's own dir would hide them.
     """
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     shared = []

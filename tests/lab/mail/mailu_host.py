@@ -205,6 +205,8 @@ def render(values):
         files[os.path.join("etc", relative)] = re.sub(
             r"\{\{ ([A-Z0-9_]+) \}\}", lambda match: str(values[match.group(1)]), text)
     files["etc/postfix/sender_login"] = "# {{ MANAGED }}\n/^(.+)$/ ${1}\n".replace("{{ MANAGED }}", values["MANAGED"])
+    # postmap's own main.cf: Postfix's names a log service that is not up yet before the first start
+    files["etc/postmap/main.cf"] = "# %s\ncompatibility_level = 3.6\n" % values["MANAGED"]
     return files
 
 
@@ -241,7 +243,11 @@ def postfix_maps(values, addresses):
 
 # -- files ------------------------------------------------------------------------------------------
 def write_file(path, text, mode=0o644):
-    """Write atomically; True when the content changed."""
+    """Write atomically; True when the content changed.
+
+    The file's mtime is set 10 s back: Postfix reads a configuration file only once its mtime is a second or
+    two old (it waits for an editor to finish), which would cost every start and every postmap that long.
+    """
     try:
         with open(path) as handle:
             if handle.read() == text:
@@ -255,6 +261,8 @@ def write_file(path, text, mode=0o644):
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        settled = time.time() - 10
+        os.utime(tmp, (settled, settled))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -621,14 +629,17 @@ def load_state():
 
 
 def initial_admin(root, env):
-    """What Mailu's admin container does at start with INITIAL_ADMIN_* (a refusal is reported, not fatal)."""
+    """What Mailu's admin container does at start with INITIAL_ADMIN_*: its answer goes to stderr, a refusal
+    (an empty password, say) does not stop the start, as in Mailu."""
     account, domain, password = (env.get("INITIAL_ADMIN_" + key) for key in ("ACCOUNT", "DOMAIN", "PW"))
     if account is None or domain is None or password is None:
-        return None
+        return
     mode = env.get("INITIAL_ADMIN_MODE") or "ifmissing"
     proc = subprocess.run([sys.executable, ADMIN, account, domain, password, "--mode", mode, "--root", root],
                           capture_output=True, text=True, check=False)
-    return (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [""]
+    answer = (proc.stdout + proc.stderr).strip().splitlines()
+    print("initial admin %s@%s (mode %s): %s" % (account, domain, mode, answer[-1] if answer else "no answer"),
+          file=sys.stderr)
 
 
 def refresh(root, values=None):
@@ -639,7 +650,7 @@ def refresh(root, values=None):
         path = os.path.join(RUN, name)
         if write_file(path, text) or not os.path.exists(path + ".db"):
             changed = True
-            proc = subprocess.run(["postmap", "-c", os.path.join(RUN, "etc", "postfix"), "hash:%s" % path],
+            proc = subprocess.run(["postmap", "-c", os.path.join(RUN, "etc", "postmap"), "hash:%s" % path],
                                   capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 raise HostError("postmap %s failed: %s" % (path, proc.stderr.strip()[-300:]))
