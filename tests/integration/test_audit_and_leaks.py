@@ -19,9 +19,9 @@ import sys
 import pytest
 
 from tests.lab import seed
-from tests.support.ansible_run import REPO
+from tests.support.ansible_run import COLLECTIONS
 
-AUDIT_VERIFY = os.path.join(REPO, "plugins", "module_utils", "audit.py")
+AUDIT_MODULE = "ansible_collections.penguinmails.vps.plugins.module_utils.audit"
 VERBOSE = ("-vvvv",)
 
 
@@ -104,9 +104,10 @@ def test_operations_leave_exact_events_and_no_secret_anywhere(lab, workdir):
     run("migration", "penguinmails.vps.migrate", reason="failure")  # resumes the recorded one and completes
 
     assert tenant_events(audit_file, tenant) == [
-        ("ssh_key_rotated", "success"), ("ssh_key_rotated", "success"),
-        ("ssh_key_revoked", "success"),
-        ("ssh_key_regenerated", "success"),
+        ("host_key_recorded", "success"),
+        ("ssh_key_rotated", "success"), ("ssh_key_rotated", "success"), ("tenant_notified", "failure"),
+        ("ssh_key_revoked", "success"), ("tenant_notified", "failure"),
+        ("ssh_key_regenerated", "success"), ("tenant_notified", "failure"),
         ("ssh_key_downloaded", "success"), ("ssh_key_downloaded", "failure"),
         ("smtp_password_rotated", "success"), ("smtp_password_applied", "success"),
         ("smtp_credentials_recovered", "success"),
@@ -141,10 +142,24 @@ def test_operations_leave_exact_events_and_no_secret_anywhere(lab, workdir):
                 found = leaks(values, handle.read())
             assert not found, "%s holds %s" % (path, found)
 
-    # The verify command accepts the chain and refuses it after one edited event.
-    verify = [sys.executable, AUDIT_VERIFY, "verify", audit_file]
-    good = subprocess.run(verify, capture_output=True, text=True, timeout=60, check=False)
+    # No detail field of these operations was dropped by the allow-lists.
+    assert not [event for event in events if "droppedFields" in event["details"]]
+
+    # The verify command (as an installed collection runs it) accepts the chain and refuses it after one
+    # edited event; the anchor it printed then also finds the last events cut off.
+    verify = [sys.executable, "-m", AUDIT_MODULE, "verify", audit_file]
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+    good = subprocess.run(verify, capture_output=True, text=True, timeout=60, check=False, env=env)
     assert good.returncode == 0, good.stdout + good.stderr
+    anchor = good.stdout.rsplit("(anchor ", 1)[1].rstrip(")\n")
+    with open(audit_file) as handle:
+        kept = handle.read().splitlines()
+    cut = os.path.join(workdir, "cut.jsonl")
+    with open(cut, "w") as handle:
+        handle.write("\n".join(kept[:-2]) + "\n")
+    truncated = subprocess.run([sys.executable, "-m", AUDIT_MODULE, "verify", cut, "--anchor", anchor],
+                               capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert truncated.returncode == 1 and "first bad line %d" % (len(kept) - 1) in truncated.stdout
     with open(audit_file) as handle:
         lines = handle.read().splitlines()
     edited = json.loads(lines[2])
@@ -152,5 +167,5 @@ def test_operations_leave_exact_events_and_no_secret_anywhere(lab, workdir):
     lines[2] = json.dumps(edited, sort_keys=True)
     with open(audit_file, "w") as handle:
         handle.write("\n".join(lines) + "\n")
-    bad = subprocess.run(verify, capture_output=True, text=True, timeout=60, check=False)
+    bad = subprocess.run(verify, capture_output=True, text=True, timeout=60, check=False, env=env)
     assert bad.returncode == 1 and "line 3" in bad.stdout
