@@ -159,14 +159,14 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
 def host_updates(result, roles):
     """The host jobs of a bulk rotation: every tenant with a key its host has not confirmed.
 
-    ``[{tenant_id, roles, changed}]``, ``changed`` being the roles rotated in this run (the format of
-    the playbooks' ``ssh_lifecycle_jobs``).
+    ``[{tenant_id, roles, rotated_roles}]``, ``rotated_roles`` being the roles rotated in this run (the format
+    of the playbooks' ``ssh_lifecycle_jobs``).
     """
     tenants = sorted(set(item["tenant_id"] for item in result["unconfirmed"]))
     rotated = {}
     for item in result["rotated"]:
         rotated.setdefault(item["tenant_id"], []).append(item["role"])
-    return [{"tenant_id": tenant, "roles": list(roles), "changed": sorted(rotated.get(tenant, []))} for tenant in tenants]
+    return [{"tenant_id": tenant, "roles": list(roles), "rotated_roles": sorted(rotated.get(tenant, []))} for tenant in tenants]
 
 
 def _indexed_generate(indexed_job):

@@ -100,13 +100,13 @@ options:
     description:
       - The tenant the account belongs to. A user created by O(manage_user) carries it in its GECOS field
         (C(penguinmails tenant <owner>)). An existing account that belongs to another tenant (by its
-        GECOS field, or by keys of another tenant's marker in its file) is refused with a clear error:
+        GECOS field, or by keys of another tenant's marker in its file) is refused with a clear error;
         two tenants never share an account.
     type: str
   missing_user:
     description:
       - What to do when O(user) does not exist and O(manage_user=false). V(fail), or V(ignore) (nothing
-        to do: RV(user_missing=true)), for example to clean up an account that may be gone.
+        to do, RV(user_missing=true)), for example to clean up an account that may be gone.
     type: str
     choices: [fail, ignore]
     default: fail

@@ -21,7 +21,7 @@ description:
     which the agent forgets it even if nothing else happens.
   - O(state=loaded) (starts the agent if needed and) reads each tenant's current key from Vault for each
     of O(roles), plus the fallback key while the current admin key is not confirmed by the host (see
-    M(penguinmails.vps.vault_ssh_keypair)), and feeds them to C(ssh-add) on its standard input: private
+    M(penguinmails.vps.vault_ssh_keypair)), and feeds them to C(ssh-add) on its standard input; private
     keys never become a variable, a result or a file. It writes the public keys (as C(IdentityFile)s that
     select the agent's keys) and a known_hosts file made from the tenant record's C(host_keys) in the
     agent's directory, and returns per tenant the C(ssh) arguments that use exactly those.

@@ -147,12 +147,12 @@ unconfirmed:
   sample: [{"tenant_id": "t1", "role": "admin"}]
 host_updates:
   description:
-    - One job per tenant with an unconfirmed key - C(tenant_id), C(roles) (O(roles)) and C(changed) (the
+    - One job per tenant with an unconfirmed key - C(tenant_id), C(roles) (O(roles)) and C(rotated_roles) (the
       roles rotated in this run) - for the host step (role penguinmails.vps.ssh_access).
   returned: always
   type: list
   elements: dict
-  sample: [{"tenant_id": "t1", "roles": ["admin", "tenant"], "changed": ["admin"]}]
+  sample: [{"tenant_id": "t1", "roles": ["admin", "tenant"], "rotated_roles": ["admin"]}]
 would_rotate:
   description: In check mode, the keys that would be rotated.
   returned: when check mode or nothing is due

@@ -18,8 +18,8 @@ description:
   - With O(output=wrap) the key is put in a single-use Vault response-wrapping token. Whoever
     unwraps the token first gets the key; if someone else did, the tenant's unwrap fails, which
     shows the interception. For the tenant key the token is a response-wrapped read of the secret's
-    version that records the download, so its creation path is C(<mount>/data/<tenant_id>/tenant_ssh):
-    the recipient can check with C(sys/wrapping/lookup) where it came from before unwrapping.
+    version that records the download, so its creation path is C(<mount>/data/<tenant_id>/tenant_ssh),
+    so the recipient can check with C(sys/wrapping/lookup) where it came from before unwrapping.
   - With O(output=file) the key is written to O(dest) on the machine that runs the module, atomically
     and with mode 0600 (for operators who hand the file over themselves).
   - Before the key is delivered, C(downloaded_at) is set with a check-and-set write on the version
@@ -221,7 +221,7 @@ def instructions(user, host, key_file, port):
 
 def next_rotation(data):
     last = keypair_store.parse_time(data.get("last_rotated")) or keypair_store.parse_time(data.get("created_at"))
-    policy = str(data.get("rotation_policy") or "90_days").split("_")[0]
+    policy = str(data.get("rotation_policy") or "90_days").split("_", maxsplit=1)[0]
     if last is None or not policy.isdigit():
         return None
     return keypair_store.format_time(last + datetime.timedelta(days=int(policy)))

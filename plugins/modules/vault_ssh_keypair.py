@@ -32,7 +32,7 @@ description:
     C(fallback_public_key), and further rotations or regenerations keep that same fallback, so the
     current version of the record always holds a key the host accepts, whatever was interrupted.
   - A rotation or regeneration that loses its check-and-set write to another run that replaced the key
-    in the meantime does not fail: the other run's key stands (RV(action=none), RV(msg) says so).
+    in the meantime does not fail; the other run's key stands (RV(action=none), RV(msg) says so).
 options:
   tenant_id:
     description:
@@ -57,7 +57,7 @@ options:
       - V(regenerated) replaces the key at once, without a grace key, and makes it active and
         downloadable again (after a revocation, a compromise or a lost key). Always changes.
       - V(absent) soft-deletes the latest version; the history stays and can be undeleted.
-      - V(confirmed) records that the host accepted the current key (a login with it succeeded): sets
+      - V(confirmed) records that the host accepted the current key (a login with it succeeded); it sets
         C(installed_fingerprint) and drops the fallback key. With O(fingerprint), nothing changes when
         the current key is another one (it was replaced after the host was updated).
       - A new tenant id that differs from an existing one only by case is refused (one tenant).

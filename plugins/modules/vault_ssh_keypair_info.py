@@ -15,8 +15,8 @@ author:
   - penguinmails.vps developers (@penguinmails)
 description:
   - Reads C(<mount>/<tenant_id>/<role>_ssh) for each of O(roles) and returns its public fields, its KV
-    version, whether the host confirmed the current key, and the keys the host must hold now:
-    RV(keys.admin.host_keys) (valid without an expiry: the current key and, while it is unconfirmed, the
+    version, whether the host confirmed the current key, and the keys the host must hold now,
+    the C(host_keys) of RV(keys) (valid without an expiry, the current key and, while it is unconfirmed, the
     fallback key) and the grace key with its expiry.
   - This is what the role penguinmails.vps.ssh_access installs, with the KV version as the
     C(serial) of M(penguinmails.vps.authorized_key_rotate), so an older state never replaces a newer one.

@@ -14,13 +14,13 @@ version_added: 0.2.0
 author:
   - penguinmails.vps developers (@penguinmails)
 description:
-  - Makes a tenant's userpass login (the tenant id in lower case: userpass names are case-insensitive), the
+  - Makes a tenant's userpass login (the tenant id in lower case, since userpass names are case-insensitive), the
     identity entity C(tenant-<tenant_id>) with the metadata C(tenant_id) that the templated policy C(tenant)
     uses, and the alias that ties the login to the entity.
   - Tenant ids that differ only by case are one tenant. A new tenant whose id differs from an existing
     tenant (in the KV mount O(vps_mount), or an existing tenant entity) only by case is refused.
   - A login or alias that belongs to another entity is never rebound, and a login that exists without an
-    alias is refused rather than adopted: a tenant can never log in as another tenant.
+    alias is refused rather than adopted; a tenant can never log in as another tenant.
   - Used by the role penguinmails.vps.vault_setup. Needs a token allowed to manage auth methods and identities.
 options:
   tenant_id:
@@ -111,7 +111,7 @@ def main():
             update_password=dict(type="str", default="on_create", choices=["on_create", "always"]),
             auth_mount=dict(type="str", default="userpass"),
             vps_mount=dict(type="str", default="vps"),
-            token_ttl=dict(type="str", default="1h"),
+            token_ttl=dict(type="str", default="1h", no_log=False),
         )
     )
     p = module.params

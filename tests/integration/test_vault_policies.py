@@ -74,7 +74,8 @@ def test_mounts_policies_and_auth(configured):
     assert status(server, "POST", "/v1/vps/data/x1/record", server.token, {"data": {"a": "b"}}) == 400
     assert status(server, "POST", "/v1/vps/data/x1/record", server.token, {"data": {"a": "b"}, "options": {"cas": 0}}) == 200
     tenant_policy = server.api("GET", "/v1/sys/policies/acl/tenant")["data"]["policy"]
-    assert "vps/data/{{identity.entity.metadata.tenant_id}}/tenant_ssh" in tenant_policy
+    assert "vps/metadata/{{identity.entity.metadata.tenant_id}}/tenant_ssh" in tenant_policy
+    assert "/data/" not in tenant_policy.split("# ")[-1]  # no secret data path at all
     assert 'path "vps//' not in tenant_policy
     assert "userpass/" in server.api("GET", "/v1/sys/auth")["data"]
 
@@ -100,14 +101,18 @@ def test_isolation_matrix(configured):
     read = "GET"
     matrix = [
         # (token, method, path, expected status)
-        (a, read, "/v1/vps/data/tenantA/tenant_ssh", 200),
-        (b, read, "/v1/vps/data/tenantB/tenant_ssh", 200),
+        # A tenant reads no secret data, not even its own private key, in no version: only the metadata.
+        (a, read, "/v1/vps/data/tenantA/tenant_ssh", 403),
+        (a, read, "/v1/vps/data/tenantA/tenant_ssh?version=1", 403),
+        (b, read, "/v1/vps/data/tenantB/tenant_ssh", 403),
+        (a, read, "/v1/vps/metadata/tenantA/tenant_ssh", 200),
+        (b, read, "/v1/vps/metadata/tenantB/tenant_ssh", 200),
+        (a, read, "/v1/vps/metadata/tenantB/tenant_ssh", 403),
         (a, read, "/v1/vps/data/tenantB/tenant_ssh", 403),
         (b, read, "/v1/vps/data/tenantA/tenant_ssh", 403),
         (a, read, "/v1/vps/data/tenantA/admin_ssh", 403),
         (a, read, "/v1/vps/data/tenantB/admin_ssh", 403),
         (a, read, "/v1/vps/data/tenantA/record", 403),
-        (a, read, "/v1/vps/metadata/tenantA/tenant_ssh", 403),
         (a, "LIST", "/v1/vps/metadata", 403),
         (a, read, "/v1/smtp/data/tenantA/admin", 403),
         (a, read, "/v1/dkim/data/example.com/dkim", 403),
@@ -136,7 +141,7 @@ def test_isolation_matrix(configured):
         if got != expected:
             failures.append("%s %s -> %s (expected %s)" % (method, path, got, expected))
     assert not failures, "\n".join(failures)
-    assert server.api("GET", "/v1/vps/data/tenantA/tenant_ssh", token=a)["data"]["data"] == {"public_key": "pk-tenantA-tenant"}
+    assert server.api("GET", "/v1/vps/metadata/tenantA/tenant_ssh", token=a)["data"]["current_version"] == 1
     # automation writes with CAS (update) and creates, but the history survives its attempts to delete.
     assert status(server, "POST", "/v1/vps/data/tenantA/tenant_ssh", automation,
                   {"data": {"public_key": "pk2"}, "options": {"cas": 1}}) == 200
@@ -167,3 +172,91 @@ def test_audit_device_created_when_the_server_allows_it(tmp_path):
         assert server.api("GET", "/v1/sys/audit")["data"]["file/"]["options"]["file_path"] == str(log)
         second = run_playbook(PLAYBOOK, env=server.env(), extra_vars=extra, tmp_path=tmp_path)
         assert recap(second.stdout)["changed"] == 0
+
+
+CASE_PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: penguinmails.vps.vault_setup
+      vars:
+        vault_setup_tenants: %s
+"""
+
+
+def _setup(server, tmp_path, tenants, check=False):
+    playbook = CASE_PLAYBOOK % json.dumps([{"tenant_id": t, "password": p} for t, p in tenants])
+    return run_playbook(playbook, env=server.env(), tmp_path=tmp_path, args=("--check",) if check else ())
+
+
+def _state(server):
+    """Mounts, policies, auth methods, entities and logins: what a refused run must leave as it was."""
+    entities = server.request("LIST", "/v1/identity/entity/name")[1] or {}
+    users = server.request("LIST", "/v1/auth/userpass/users")[1] or {}
+    return json.dumps([
+        sorted(server.api("GET", "/v1/sys/mounts")["data"]),
+        {name: server.api("GET", "/v1/sys/policies/acl/%s" % name)["data"]["policy"]
+         for name in server.api("LIST", "/v1/sys/policies/acl")["data"]["keys"]},
+        sorted(server.api("GET", "/v1/sys/auth")["data"]),
+        sorted((entities.get("data") or {}).get("keys") or []),
+        sorted((users.get("data") or {}).get("keys") or []),
+    ], sort_keys=True)
+
+
+def test_ids_that_differ_only_by_case_are_one_tenant(fresh_openbao, tmp_path):
+    """Seen: with Acme and acme both set up, acme logged in as Acme (the alias was rebound)."""
+    server = fresh_openbao
+    first = _setup(server, tmp_path, [("Acme", "pw-Acme-0123456789")])
+    assert first.returncode == 0, first.stdout[-3000:]
+    acme_entity = server.api("GET", "/v1/identity/entity/name/tenant-Acme")["data"]
+    server.api("POST", "/v1/vps/data/Acme/tenant_ssh",
+               {"data": {"private_key": "-----BEGIN OPENSSH PRIVATE KEY-----x"}, "options": {"cas": 0}})
+    before = _state(server)
+    second = _setup(server, tmp_path, [("acme", "pw-acme-other-0123456789")])
+    assert second.returncode == 2
+    assert "tenant id 'acme' collides with the existing tenant 'Acme'" in second.stdout
+    assert "pw-acme-other" not in second.stdout + second.stderr
+    assert _state(server) == before  # nothing changed, the alias still belongs to Acme
+    aliases = server.api("GET", "/v1/identity/entity/name/tenant-Acme")["data"]["aliases"]
+    assert [a["name"] for a in aliases] == ["acme"] and aliases[0]["canonical_id"] == acme_entity["id"]
+    # The real Acme still logs in (as "acme" or "ACME": userpass is case-insensitive); the intruder does not.
+    token = server.api("POST", "/v1/auth/userpass/login/ACME", {"password": "pw-Acme-0123456789"})["auth"]["client_token"]
+    assert server.request("GET", "/v1/vps/metadata/Acme/tenant_ssh", token=token)[0] == 200
+    assert server.request("POST", "/v1/auth/userpass/login/acme", {"password": "pw-acme-other-0123456789"})[0] == 400
+    # Both in one list: refused before anything is touched.
+    both = _setup(server, tmp_path, [("Globex", "pw-Globex-0123456789"), ("GLOBEX", "pw-GLOBEX-0123456789")])
+    assert both.returncode == 2 and "differ only by case" in both.stdout
+    assert _state(server) == before
+
+
+def test_a_login_bound_to_another_entity_is_never_rebound(fresh_openbao, tmp_path):
+    server = fresh_openbao
+    assert _setup(server, tmp_path, [("tenantA", "pw-tenant-a-0123456789")]).returncode == 0
+    # An intruder's entity takes over the alias name "tenantb" before tenantB is set up, and a bare login exists.
+    accessor = server.api("GET", "/v1/sys/auth")["data"]["userpass/"]["accessor"]
+    intruder = server.api("POST", "/v1/identity/entity", {"name": "intruder", "policies": ["tenant"],
+                                                          "metadata": {"tenant_id": "tenantA"}})["data"]["id"]
+    server.api("POST", "/v1/identity/entity-alias", {"name": "tenantb", "canonical_id": intruder, "mount_accessor": accessor})
+    server.api("POST", "/v1/auth/userpass/users/tenantc", {"password": "someone-elses-0123456789"})
+    before = _state(server)
+    bound = _setup(server, tmp_path, [("tenantB", "pw-tenant-b-0123456789")])
+    assert bound.returncode == 2 and "the login tenantb belongs to tenantA, not to tenant tenantB" in bound.stdout
+    bare = _setup(server, tmp_path, [("tenantC", "pw-tenant-c-0123456789")])
+    assert bare.returncode == 2 and "a login tenantc exists that is not bound to tenant tenantC" in bare.stdout
+    assert _state(server) == before
+
+
+@pytest.mark.parametrize("tenants,rule", [
+    ([("../x", "pw-0123456789-x")], "path traversal"),
+    ([("x\n", "pw-0123456789-x")], "whitespace or control characters"),
+    ([("good", "short")], "password of 12 or more characters"),
+])
+def test_a_bad_tenant_list_changes_nothing(fresh_openbao, tmp_path, tenants, rule):
+    """Seen: vault_setup rewrote mounts and policies before it validated its tenant list."""
+    server = fresh_openbao
+    server.api("PUT", "/v1/sys/policies/acl/tenant", {"policy": 'path "vps//tenant_ssh/*" { capabilities = ["read"] }'})
+    before = _state(server)
+    result = _setup(server, tmp_path, tenants)
+    assert result.returncode == 2 and rule in result.stdout, result.stdout[-3000:]
+    assert "pw-0123456789" not in result.stdout
+    assert _state(server) == before

@@ -95,7 +95,7 @@ def test_record_rules():
 
 
 def test_admin_fallback_is_the_last_confirmed_key():
-    first, second, third = (ssh_keys.generate_keypair("ed25519") for _ in range(3))
+    first, second, third = (ssh_keys.generate_keypair("ed25519") for number in range(3))
     created = ks.record_created(first, NOW, 90)
     assert not ks.is_confirmed(created) and ks.host_keys(created) == [first.public_key]
     confirmed = ks.record_confirmed(created, NOW)
