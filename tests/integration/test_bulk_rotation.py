@@ -56,7 +56,7 @@ def test_rotates_only_due_keys_and_keeps_grace_and_history(fresh_openbao):
     before = {t: client.read("vps", "%s/admin_ssh" % t).data for t in ("b1", "b2", "b3", "fresh")}
 
     checked = run_bulk(fresh_openbao, {"key_type": "ed25519"})
-    assert checked["rotated_count"] == 6 and checked["failed_count"] == 0 and checked["changed"] is True
+    assert checked["rotated_count"] == 6 and checked["failures_count"] == 0 and checked["changed"] is True
     assert {(s["tenant_id"], s["reason"]) for s in checked["skipped"]} == {("fresh", "not due")}
     for tenant in ("b1", "b2", "b3"):
         secret = client.read("vps", "%s/admin_ssh" % tenant)
@@ -100,8 +100,8 @@ def test_a_concurrent_writer_fails_one_tenant_only(fresh_openbao):
     finally:
         keypair_store.KeypairStore.read = original_read
     assert [r["tenant_id"] for r in result["rotated"]] == ["d1", "d3"]
-    assert len(result["failed"]) == 1 and result["failed"][0]["tenant_id"] == "d2"
-    assert "check-and-set conflict on write of vps/d2/admin_ssh" in result["failed"][0]["error"]
+    assert len(result["failures"]) == 1 and result["failures"][0]["tenant_id"] == "d2"
+    assert "check-and-set conflict on write of vps/d2/admin_ssh" in result["failures"][0]["error"]
     assert client.read("vps", "d2/admin_ssh").data["note"] == "other writer"
 
 
@@ -141,8 +141,8 @@ def test_leader_killed_during_bulk_rotation_loses_no_key():
         assert not leader.alive()
 
         # Either rotated or failed clearly; never silently lost.
-        assert len(result["rotated"]) + len(result["failed"]) == len(tenants)
-        for failure in result["failed"]:
+        assert len(result["rotated"]) + len(result["failures"]) == len(tenants)
+        for failure in result["failures"]:
             assert failure["error"] and "PRIVATE KEY" not in failure["error"]
         survivor = vc.get_client(dict(options, url=",".join(n.addr for n in cluster.nodes if n.alive())))
         # A barrier: the new leader serves reads from its state machine, which may still be applying the
@@ -156,6 +156,8 @@ def test_leader_killed_during_bulk_rotation_loses_no_key():
             if tenant in rotated:
                 assert secret.data["fingerprint"] == rotated[tenant]["fingerprint"]
                 assert secret.data["grace_public_key"] == before[tenant]["public_key"]
+                # The key the host has (the old one) stays in the current version until the host confirms the new one.
+                assert secret.data["fallback_private_key"] == before[tenant]["private_key"]
             else:
                 assert secret.data["public_key"] == before[tenant]["public_key"]
             assert survivor.read("vps", "%s/admin_ssh" % tenant, version=1).data == before[tenant]

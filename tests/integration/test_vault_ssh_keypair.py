@@ -14,6 +14,7 @@ import textwrap
 import uuid
 
 
+from ansible_collections.penguinmails.vps.plugins.module_utils.validators import tenant_account
 from ansible_collections.penguinmails.vps.plugins.module_utils import ssh_keys
 from tests.support.ansible_run import REPO, ansible_env, ensure_collection_link, run_tasks
 
@@ -201,12 +202,13 @@ def test_download_once_then_refused_until_regenerate(openbao, tmp_path):
     check = res["r_dl_check"]
     assert check["changed"] and check["downloaded_at"] is None and "wrap_token" not in check
     dl = res["r_dl"]
-    user = "tenant-" + tid[:8]
+    user = tenant_account(tid)
     assert dl["ssh_user"] == user and dl["host"] == "192.0.2.44"
-    assert dl["instructions"] == "ssh -i %s.key %s@192.0.2.44" % (user, user)
+    assert dl["instructions"] == "ssh -i %s.key %s@192.0.2.44 -p 22" % (user, user)
     assert dl["version"] == 2 and dl["downloaded_at"] and dl["wrap_ttl"] == 600
-    # The token unwraps once, to the key stored in Vault.
-    unwrapped = openbao.api("POST", "/v1/sys/wrapping/unwrap", token=dl["wrap_token"])["data"]
+    assert dl["wrap_creation_path"] == "vps/data/%s/tenant_ssh" % tid
+    # The token unwraps once, to the key stored in Vault (a wrapped KV v2 read: the secret is under data.data).
+    unwrapped = openbao.api("POST", "/v1/sys/wrapping/unwrap", token=dl["wrap_token"])["data"]["data"]
     assert unwrapped["private_key"] == openbao.kv_get("vps", "%s/tenant_ssh" % tid, version=1)["data"]["private_key"]
     assert unwrapped["fingerprint"] == res["r_create"]["fingerprint"]
     status, _unused = openbao.request("POST", "/v1/sys/wrapping/unwrap", token=dl["wrap_token"])
@@ -214,7 +216,7 @@ def test_download_once_then_refused_until_regenerate(openbao, tmp_path):
     again = res["r_dl_again"]
     assert again["failed"] and "already downloaded at %s: regenerate it" % dl["downloaded_at"] in again["msg"]
     filed = res["r_file"]
-    assert filed["dest"] == str(keyfile) and filed["instructions"] == "ssh -i %s %s@192.0.2.44" % (keyfile, user)
+    assert filed["dest"] == str(keyfile) and filed["instructions"] == "ssh -i %s %s@192.0.2.44 -p 22" % (keyfile, user)
     assert stat.S_IMODE(os.stat(keyfile).st_mode) == 0o600
     latest = openbao.kv_get("vps", "%s/tenant_ssh" % tid)["data"]
     assert keyfile.read_text() == latest["private_key"] and latest["downloaded_at"] == filed["downloaded_at"]
@@ -240,9 +242,11 @@ def test_download_token_to_file_and_revoked_refused(openbao, tmp_path):
     assert "wrap_token" not in res["r_dl"] and stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
     token = token_file.read_text().strip()
     assert token not in run.stdout
-    assert openbao.api("POST", "/v1/sys/wrapping/unwrap", token=token)["data"]["private_key"].startswith("-----BEGIN OPENSSH")
+    assert openbao.api("POST", "/v1/sys/wrapping/unwrap", token=token)["data"]["data"]["private_key"].startswith("-----BEGIN OPENSSH")
     assert "is revoked: regenerate it" in res["r_revoked"]["msg"]
-    assert res["r_dl"]["instructions"] == "ssh -i tenant-%s.key tenant-%s@<vps ip>" % (tid[:8], tid[:8])
+    user = tenant_account(tid)
+    assert res["r_dl"]["instructions"] == "ssh -i %s.key %s@<vps ip> -p 22" % (user, user)
+    assert res["r_dl"]["wrap_ttl"] == 3600  # the default: one hour at most
 
 
 def test_two_concurrent_rotations_exactly_one_wins(openbao, tmp_path):
