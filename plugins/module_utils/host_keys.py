@@ -69,22 +69,34 @@ def scan(address, port=22, timeout=10):
 
 
 def recorded(record, address):
-    """The host keys the record holds for ``address`` ([] when it holds none for it)."""
-    if not record or not record.get("host_keys"):
+    """The host keys the record holds for ``address`` ([] when it holds none for it).
+
+    ``host_keys`` maps an address to its keys, so the keys of the old VPS stay known while a migration
+    reaches the new one (and the wipe of the old one still checks them).
+    """
+    keys = (record or {}).get("host_keys") or {}
+    if not isinstance(keys, dict):
         return []
-    if (record.get("host_keys_address") or record.get("vps_ip")) != address:
-        return []
-    return [normalize(key) for key in record["host_keys"]]
+    return [normalize(key) for key in keys.get(address) or []]
+
+
+def with_keys(data, address, keys, source="ssh-keyscan"):
+    """``data`` (a record) with ``keys`` recorded for ``address``."""
+    data = dict(data or {})
+    known = dict(data.get("host_keys") if isinstance(data.get("host_keys"), dict) else {})
+    known[address] = sorted(normalize(key) for key in keys)
+    data["host_keys"] = known
+    prints = dict(data.get("host_key_fingerprints") if isinstance(data.get("host_key_fingerprints"), dict) else {})
+    prints[address] = fingerprints(known[address])
+    data["host_key_fingerprints"] = prints
+    recorded_at = dict(data.get("host_keys_recorded") if isinstance(data.get("host_keys_recorded"), dict) else {})
+    recorded_at[address] = {"at": format_time(utcnow()), "source": source}
+    data["host_keys_recorded"] = recorded_at
+    return data
 
 
 def record_first_use(client, mount, path, secret, keys, address, source="ssh-keyscan"):
     """Store ``keys`` as the record's host keys of ``address`` (check-and-set on the version read)."""
     if secret is None:
         raise HostKeyError("no record at %s/%s to hold the host keys" % (mount, path))
-    data = dict(secret.data or {})
-    data["host_keys"] = sorted(normalize(key) for key in keys)
-    data["host_keys_address"] = address
-    data["host_key_fingerprints"] = fingerprints(data["host_keys"])
-    data["host_keys_recorded_at"] = format_time(utcnow())
-    data["host_keys_source"] = source
-    return client.write(mount, path, data, cas=secret.version)
+    return client.write(mount, path, with_keys(secret.data, address, keys, source), cas=secret.version)
