@@ -181,3 +181,48 @@ def test_report_every_tenant_and_failed_logins(fresh_openbao, tmp_path):
     assert '<table id="ssh-failures">' in html and "198.51.100.4: 3, 198.51.100.5: 2" in html
     for text in outputs.values():
         assert_no_secrets(text, pairs)
+
+
+def test_report_default_dir_is_in_home_and_bad_input_names_one_rule(openbao, tmp_path):
+    """Without report_dir the report goes to ~/penguinmails-reports (never next to the playbook, inside the
+    collection); without a penguinmails_vps group nothing warns; bad input fails naming the one rule broken."""
+    client = vc.get_client({"url": openbao.addr, "token": openbao.token})
+    names, _pairs = seed(client, "dd" + secrets.token_hex(3))
+    home = tmp_path / "home"
+    home.mkdir()
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+    before = sorted(os.listdir(os.path.join(REPO, "playbooks")))
+
+    def report(*extra):
+        cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(inventory), "penguinmails.vps.report",
+               "-e", "tenant_ids=%s" % names["fresh"]]
+        for item in extra:
+            cmd += ["-e", item]
+        return subprocess.run(cmd, env=ansible_env(dict(openbao.env(), HOME=str(home))), capture_output=True,
+                              text=True, timeout=300, cwd=str(tmp_path), check=False)
+
+    proc = report()
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "WARNING" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    outputs = read_outputs(home / "penguinmails-reports")
+    assert names["fresh"] in outputs["md"]
+    assert stat.S_IMODE(os.stat(str(home / "penguinmails-reports")).st_mode) == 0o750
+    assert sorted(os.listdir(os.path.join(REPO, "playbooks"))) == before
+    assert not os.path.exists(str(tmp_path / "reports"))
+
+    cases = [
+        (["report_dir=reports"], "report: report_dir must be an absolute path (or start with ~), not reports"),
+        (["report_dir=%s" % (tmp_path / "x"), "report_name=../k"],
+         "report: report_name must be a plain file name (letters, digits, _ . -; at most 100 characters)"),
+        (["report_dir=%s" % (tmp_path / "x"), "tenant_ids=ok1,bad/id"], "report: tenant_id: "),
+    ]
+    for extra, message in cases:
+        proc = report(*extra)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        # The error names that one rule and nothing else, before anything was read or written.
+        errors = re.findall(r'"msg": "(report: [^"]*)"', output)
+        assert len(errors) == 1 and errors[0].startswith(message), output[-3000:]
+        assert " and " not in errors[0] and "Read the status" not in output
+        assert not os.path.exists(str(tmp_path / "x")) and not os.path.exists(str(tmp_path / "reports"))
