@@ -89,16 +89,15 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.action
 attributes:
   check_mode:
     support: full
-    description: The event is recorded in check mode too, marked with C(context.check_mode).
+    details: The event is recorded in check mode too, marked with C(context.check_mode).
   diff_mode:
     support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-  action:
-    support: full
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
 notes:
   - Tag audit tasks with C(always) so that C(--tags) runs still record them.
   - Modules may also return an C(audit_event) mapping themselves (see docs/audit.md); the callback

@@ -61,13 +61,9 @@ options:
         each accounted for by a C(chain_break) event). They are still returned in RV(audit_verify.breaks).
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+extends_documentation_fragment:
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.info_module
 notes:
   - Exit status of the command line form - 0 intact, 1 tampered or unreadable, 2 usage error, 3 intact
     apart from recorded chain breaks.

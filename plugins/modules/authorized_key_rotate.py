@@ -128,17 +128,16 @@ options:
         outside the home). Its directory must exist and is left as it is; the file is still owned by
         O(user) with mode 0600.
     type: path
+extends_documentation_fragment:
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.platform
 attributes:
   check_mode:
     support: full
-    description: Reports what would change; writes nothing and creates no user.
+    details: Reports what would change; writes nothing and creates no user.
   diff_mode:
     support: full
-    description: Shows the file before and after (public keys only).
-  platform:
-    support: full
-    platforms: posix
-    description: Target OS/families that can be operated against.
+    details: Shows the file before and after (public keys only).
 notes:
   - Key lines are compared by key blob; a managed line is rewritten when its options or comment
     differ from what the module would write. Order is kept; new keys are appended.

@@ -23,6 +23,15 @@ description:
     loser uses the winner's key.
 extends_documentation_fragment:
   - penguinmails.vps.vault
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.action_group
+attributes:
+  check_mode:
+    support: full
+    details: Reports a key it would generate (with an empty C(txt)); writes nothing.
+  diff_mode:
+    support: none
+    details: No diff is returned.
 options:
   domain:
     description:
@@ -55,14 +64,6 @@ options:
       - The KV v2 mount holding the DKIM keys.
     type: str
     default: dkim
-attributes:
-  check_mode:
-    support: full
-    description:
-      - Reports a key it would generate (with an empty C(txt)); writes nothing.
-  diff_mode:
-    support: none
-    description: No diff is returned.
 requirements:
   - cryptography (Python library)
   - hvac >= 1.2 (Python library)

@@ -112,15 +112,17 @@ options:
       - Seconds to wait for each answer of the server.
     type: int
     default: 10
-requirements:
-  - dnspython >= 2.4
+extends_documentation_fragment:
+  - penguinmails.vps.attributes
 attributes:
   check_mode:
     support: full
-    description: Reads the RRset and reports what would change; sends no update.
+    details: Reads the RRset and reports what would change; sends no update.
   diff_mode:
     support: full
-    description: Shows the RRset before and after in zone-file form.
+    details: Shows the RRset before and after in zone-file form.
+requirements:
+  - dnspython >= 2.4
 notes:
   - A CNAME cannot share its name with other records. If the server ignores a part of the update for that
     reason the module fails, naming what the RRset now holds.

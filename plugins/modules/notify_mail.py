@@ -81,17 +81,18 @@ options:
       - Seconds to wait for the relay.
     type: int
     default: 30
+extends_documentation_fragment:
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.platform
 attributes:
   check_mode:
     support: full
-    description: Sends nothing in check mode.
+    details: Sends nothing in check mode.
   diff_mode:
     support: none
-    description: Nothing to compare.
+    details: Nothing to compare.
   platform:
-    support: full
-    platforms: posix
-    description: Runs where the task runs, normally the controller (delegate_to localhost).
+    details: Runs where the task runs, normally the controller (delegate_to localhost).
 """
 
 EXAMPLES = r"""

@@ -46,17 +46,18 @@ options:
     description:
       - The file's group (name); default the owner's primary group.
     type: str
+extends_documentation_fragment:
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.platform
 attributes:
   check_mode:
     support: full
-    description: Reports whether the file would change; writes nothing.
+    details: Reports whether the file would change; writes nothing.
   diff_mode:
     support: none
-    description: The content is a secret and is never shown.
+    details: The content is a secret and is never shown.
   platform:
-    support: full
-    platforms: posix
-    description: Runs on the managed host; needs only the Python standard library.
+    details: Runs on the managed host; needs only the Python standard library.
 """
 
 EXAMPLES = r"""

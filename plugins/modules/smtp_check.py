@@ -114,14 +114,15 @@ options:
     description:
       - The name to announce in EHLO. Default is this machine's fully qualified name.
     type: str
+extends_documentation_fragment:
+  - penguinmails.vps.attributes
 attributes:
   check_mode:
     support: full
-    description:
-      - In check mode only the V(connect), V(tls) and V(auth) stages run; no probe is sent.
+    details: In check mode only the V(connect), V(tls) and V(auth) stages run; no probe is sent.
   diff_mode:
     support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    details: The module changes nothing it manages.
 notes:
   - The module changes nothing it manages, so it never reports C(changed); a successful run leaves one probe
     message in the account's INBOX.

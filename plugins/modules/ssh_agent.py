@@ -75,16 +75,18 @@ options:
     default: root
 extends_documentation_fragment:
   - penguinmails.vps.vault
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.action
+  - penguinmails.vps.attributes.action_group
 attributes:
   check_mode:
     support: full
-    description: Runs in check mode too (it changes nothing outside the agent); later tasks need the keys.
+    details: Runs in check mode too (it changes nothing outside the agent); later tasks need the keys.
   diff_mode:
     support: none
-    description: Nothing to compare.
+    details: Nothing to compare.
   action:
-    support: full
-    description: Runs on the controller as an action plugin.
+    details: Runs on the controller as an action plugin.
 notes:
   - Needs C(ssh-agent), C(ssh-add) and C(ssh-keyscan) (Debian C(openssh-client)) on the controller.
 seealso:

@@ -38,13 +38,13 @@ options:
       - Return at most this many failures (the newest); counts always cover all of them.
     type: int
     default: 200
+extends_documentation_fragment:
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.info_module
+  - penguinmails.vps.attributes.platform
 attributes:
-  check_mode:
-    support: full
-    description: Can run in check mode and return changed status prediction without modifying target.
-  diff_mode:
-    support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  platform:
+    details: Runs on the managed host; needs only the Python standard library.
 notes:
   - Reading C(/var/log/auth.log) usually needs C(become). On hosts that log only to the journal,
     export it first, for example C(journalctl -u ssh -o short-iso > /var/tmp/sshd.log).

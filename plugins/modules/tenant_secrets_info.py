@@ -56,13 +56,9 @@ options:
     default: dkim
 extends_documentation_fragment:
   - penguinmails.vps.vault
-attributes:
-  check_mode:
-    support: full
-    description: Can run in check mode and return changed status prediction without modifying target.
-  diff_mode:
-    support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.info_module
+  - penguinmails.vps.attributes.action_group
 seealso:
   - module: penguinmails.vps.vault_health_info
 """

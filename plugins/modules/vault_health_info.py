@@ -21,13 +21,9 @@ description:
     node cannot be reached.
 extends_documentation_fragment:
   - penguinmails.vps.vault
-attributes:
-  check_mode:
-    support: full
-    description: Can run in check mode and return changed status prediction without modifying target.
-  diff_mode:
-    support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.info_module
+  - penguinmails.vps.attributes.action_group
 notes:
   - Reads C(sys/health), C(sys/seal-status), C(sys/leader) and C(sys/ha-status); only the last
     needs a privileged token, and it is skipped when refused or when the node is sealed.

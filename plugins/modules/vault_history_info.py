@@ -60,13 +60,9 @@ options:
     default: dkim
 extends_documentation_fragment:
   - penguinmails.vps.vault
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.info_module
+  - penguinmails.vps.attributes.action_group
 notes:
   - The token needs C(list) and C(read) on the mounts' C(metadata/) paths (policies C(automation) and C(admin) have them).
 seealso:

@@ -77,13 +77,14 @@ options:
     default: vps
 extends_documentation_fragment:
   - penguinmails.vps.vault
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.action_group
 attributes:
   check_mode:
     support: full
-    description: Reads every key and reports which would rotate; generates and writes nothing.
+    details: Reads every key and reports which would rotate; generates and writes nothing.
   diff_mode:
     support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
 notes:
   - No private key is ever returned or logged.
 seealso:

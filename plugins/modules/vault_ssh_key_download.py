@@ -86,13 +86,14 @@ options:
     default: vps
 extends_documentation_fragment:
   - penguinmails.vps.vault
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.action_group
 attributes:
   check_mode:
     support: full
-    description: Checks that a download is allowed and reports C(changed); marks, wraps and writes nothing.
+    details: Checks that a download is allowed and reports C(changed); marks, wraps and writes nothing.
   diff_mode:
     support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
 notes:
   - The wrapping token is a credential for one use. Give it to the tenant over a trusted channel,
     or use O(dest) to keep it out of the play's output. The tenant runs

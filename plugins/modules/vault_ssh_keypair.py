@@ -109,14 +109,15 @@ options:
     default: false
 extends_documentation_fragment:
   - penguinmails.vps.vault
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.action_group
 attributes:
   check_mode:
     support: full
-    description: Reports what would change (RV(action)); generates nothing and writes nothing. The key fields
-      returned are those of the key stored now.
+    details: Reports what would change (RV(action)); generates nothing and writes nothing. The key fields returned are those of the key stored now.
   diff_mode:
     support: full
-    description: Shows the fingerprints and state before and after, never key material.
+    details: Shows the fingerprints and state before and after, never key material.
 notes:
   - Needs the C(cryptography) Python library on the machine that runs it.
   - With O(state=absent) the token needs the C(delete) capability, which the C(automation) policy of

@@ -41,17 +41,9 @@ options:
     default: vps
 extends_documentation_fragment:
   - penguinmails.vps.vault
-attributes:
-  check_mode:
-    support: full
-    description: Reads only.
-  diff_mode:
-    support: none
-    description: Reads only.
-  action_group:
-    support: full
-    membership: [penguinmails.vps.vault]
-    description: Part of the action group C(penguinmails.vps.vault) for C(module_defaults).
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.info_module
+  - penguinmails.vps.attributes.action_group
 seealso:
   - module: penguinmails.vps.vault_ssh_keypair
   - module: penguinmails.vps.authorized_key_rotate

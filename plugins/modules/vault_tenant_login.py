@@ -56,17 +56,15 @@ options:
     default: 1h
 extends_documentation_fragment:
   - penguinmails.vps.vault
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.action_group
 attributes:
   check_mode:
     support: full
-    description: Checks every rule and reports what would change; writes nothing.
+    details: Checks every rule and reports what would change; writes nothing.
   diff_mode:
     support: none
-    description: Nothing to compare (passwords are never shown).
-  action_group:
-    support: full
-    membership: [penguinmails.vps.vault]
-    description: Part of the action group C(penguinmails.vps.vault) for C(module_defaults).
+    details: Nothing to compare (passwords are never shown).
 seealso:
   - module: penguinmails.vps.vault_ssh_key_download
 """
