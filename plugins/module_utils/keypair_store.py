@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, penguinmails.vps developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The Vault side of the SSH key lifecycle (DESIGN.md, "Vault layout" and "Rotation without lockout").
+"""The Vault side of the SSH key lifecycle (docs/ssh-key-lifecycle.md: the Vault layout and rotation without lockout).
 
 A key lives at ``<mount>/<tenant>/<role>_ssh`` (built by ``validators.ssh_key_path``) with the fields
 ``private_key``, ``public_key``, ``fingerprint``, ``key_type``, ``created_at``, ``last_rotated``,

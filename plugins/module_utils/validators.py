@@ -24,7 +24,7 @@ _LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
 _MOUNT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
-# The secret names DESIGN.md defines below a tenant.
+# The secret names below a tenant (README.md, "Vault layout"): vps/<tenant>/admin_ssh, vps/<tenant>/tenant_ssh.
 SSH_KEY_ROLES = ("admin", "tenant")
 
 DEFAULT_MOUNTS = {"vps": "vps", "smtp": "smtp", "dkim": "dkim"}
