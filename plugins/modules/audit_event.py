@@ -188,6 +188,34 @@ audit_event:
       description: The allowed, redacted details (C(droppedFields) counts the fields dropped).
       type: dict
       sample: {"mode": "manual", "role": "admin"}
+    context:
+      description: Where the event happened (C(playbook), C(play), C(task), C(host), C(check_mode), C(awx_job_id) in AWX).
+      returned: when the audit callback is enabled
+      type: dict
+      sample: {"playbook": "rotate.yml", "play": "Rotate", "task": "Audit", "host": "localhost", "check_mode": false}
+    chain_id:
+      description: The chain of the audit file the event was written to.
+      returned: when the audit callback is enabled and its file took the event
+      type: str
+      sample: c25764efecc264b5e
+    seq:
+      description: The event's number in that chain.
+      returned: when the audit callback is enabled and its file took the event
+      type: int
+      sample: 12
+    prev_hash:
+      description: The hash of the event before it in the chain (64 zeros for the first).
+      returned: when the audit callback is enabled and its file took the event
+      type: str
+    hash_alg:
+      description: V(sha256), or V(hmac-sha256) with the callback's C(chain_key).
+      returned: when the audit callback is enabled and its file took the event
+      type: str
+      sample: sha256
+    hash:
+      description: The event's hash, which the next event links to.
+      returned: when the audit callback is enabled and its file took the event
+      type: str
 audit_delivery:
   description: Where the event went.
   returned: when the audit callback is enabled and the task is not C(no_log)

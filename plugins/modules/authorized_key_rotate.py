@@ -229,6 +229,41 @@ expiring:
   elements: dict
   sample: [{"fingerprint": "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU", "expires": "2026-11-24T10:44:00Z",
             "expiry_time": "202611241044Z"}]
+uid:
+  description: Numeric owner id of the file RV(path), as Ansible adds it to a result naming a file that exists.
+  returned: when the file RV(path) exists
+  type: int
+  sample: 0
+gid:
+  description: Numeric group id of the file RV(path).
+  returned: when the file RV(path) exists
+  type: int
+  sample: 0
+owner:
+  description: Owner of the file RV(path).
+  returned: when the file RV(path) exists
+  type: str
+  sample: root
+group:
+  description: Group of the file RV(path).
+  returned: when the file RV(path) exists
+  type: str
+  sample: root
+mode:
+  description: Permissions of the file RV(path), in octal.
+  returned: when the file RV(path) exists
+  type: str
+  sample: "0600"
+size:
+  description: Size of the file RV(path) in bytes.
+  returned: when the file RV(path) exists
+  type: int
+  sample: 387
+state:
+  description: V(file), the kind of the file RV(path).
+  returned: when the file RV(path) exists
+  type: str
+  sample: file
 """
 
 import os

@@ -75,6 +75,41 @@ dest:
   returned: always
   type: str
   sample: /mailu/dkim/example.com.dkim.key
+uid:
+  description: Numeric owner id of O(dest), as Ansible adds it to a result naming a file that exists.
+  returned: when O(dest) exists
+  type: int
+  sample: 0
+gid:
+  description: Numeric group id of O(dest).
+  returned: when O(dest) exists
+  type: int
+  sample: 0
+owner:
+  description: Owner of O(dest).
+  returned: when O(dest) exists
+  type: str
+  sample: root
+group:
+  description: Group of O(dest).
+  returned: when O(dest) exists
+  type: str
+  sample: root
+mode:
+  description: Permissions of O(dest), in octal.
+  returned: when O(dest) exists
+  type: str
+  sample: "0600"
+size:
+  description: Size of O(dest) in bytes.
+  returned: when O(dest) exists
+  type: int
+  sample: 387
+state:
+  description: V(file), the kind of O(dest).
+  returned: when O(dest) exists
+  type: str
+  sample: file
 """
 
 import grp

@@ -186,6 +186,41 @@ version:
   description: The KV version that records the download.
   returned: always
   type: int
+uid:
+  description: Numeric owner id of the file O(dest), as Ansible adds it to a result naming a file that exists.
+  returned: when the file O(dest) exists
+  type: int
+  sample: 0
+gid:
+  description: Numeric group id of the file O(dest).
+  returned: when the file O(dest) exists
+  type: int
+  sample: 0
+owner:
+  description: Owner of the file O(dest).
+  returned: when the file O(dest) exists
+  type: str
+  sample: root
+group:
+  description: Group of the file O(dest).
+  returned: when the file O(dest) exists
+  type: str
+  sample: root
+mode:
+  description: Permissions of the file O(dest), in octal.
+  returned: when the file O(dest) exists
+  type: str
+  sample: "0600"
+size:
+  description: Size of the file O(dest) in bytes.
+  returned: when the file O(dest) exists
+  type: int
+  sample: 387
+state:
+  description: V(file), the kind of the file O(dest).
+  returned: when the file O(dest) exists
+  type: str
+  sample: file
 """
 
 import datetime
