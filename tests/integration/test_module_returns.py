@@ -123,7 +123,8 @@ LOCALHOST_CASES = """
     #     regenerate, absent, a refusal
     - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: admin, key_type: ed25519}, register: r_vault_ssh_keypair__create}
     - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: tenant, key_type: ed25519}, register: r_vault_ssh_keypair__create_tenant}
-    - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: admin, state: rotated, force: true}, check_mode: true, register: r_vault_ssh_keypair__rotate_check}
+    - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: admin, state: rotated, force: true},
+       check_mode: true, register: r_vault_ssh_keypair__rotate_check}
     - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: admin, state: rotated, force: true}, register: r_vault_ssh_keypair__rotate}
     - penguinmails.vps.vault_ssh_keypair:
         tenant_id: "@new@"
@@ -131,8 +132,10 @@ LOCALHOST_CASES = """
         state: confirmed
         fingerprint: "{{ r_vault_ssh_keypair__rotate.fingerprint }}"
       register: r_vault_ssh_keypair__confirm
-    - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: tenant, state: rotated, force: true}, register: r_vault_ssh_keypair__rotate_tenant}
-    - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: admin, return_private_key: true}, no_log: true, register: r_vault_ssh_keypair__private}
+    - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: tenant, state: rotated, force: true},
+       register: r_vault_ssh_keypair__rotate_tenant}
+    - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: admin, return_private_key: true},
+       no_log: true, register: r_vault_ssh_keypair__private}
     - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: tenant, state: revoked}, register: r_vault_ssh_keypair__revoke}
     - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: tenant, state: regenerated}, register: r_vault_ssh_keypair__regenerate}
     - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@other@", role: tenant, key_type: ed25519}, register: r_vault_ssh_keypair__create_other}
@@ -142,7 +145,8 @@ LOCALHOST_CASES = """
     # --- vault_ssh_keypair_info, vault_ssh_bulk_rotate
     - {penguinmails.vps.vault_ssh_keypair_info: {tenant_id: "@new@"}, register: r_vault_ssh_keypair_info__both}
     - {penguinmails.vps.vault_ssh_keypair_info: {tenant_id: "@other@", roles: [tenant]}, register: r_vault_ssh_keypair_info__missing}
-    - {penguinmails.vps.vault_ssh_bulk_rotate: {tenants: ["@new@"], force: true, key_type: ed25519}, check_mode: true, register: r_vault_ssh_bulk_rotate__check}
+    - {penguinmails.vps.vault_ssh_bulk_rotate: {tenants: ["@new@"], force: true, key_type: ed25519},
+       check_mode: true, register: r_vault_ssh_bulk_rotate__check}
     - {penguinmails.vps.vault_ssh_bulk_rotate: {tenants: ["@new@"], force: true, key_type: ed25519}, register: r_vault_ssh_bulk_rotate__force}
     - {penguinmails.vps.vault_ssh_bulk_rotate: {tenants: ["@new@"]}, register: r_vault_ssh_bulk_rotate__nothing_due}
 
@@ -167,19 +171,27 @@ LOCALHOST_CASES = """
     # --- vault_smtp_credentials: create, nothing due, check mode, rotate (with the secret key), the password
     - {penguinmails.vps.vault_smtp_credentials: {tenant_id: "@new@", username: "admin@@new@.example.com"}, register: r_vault_smtp_credentials__create}
     - {penguinmails.vps.vault_smtp_credentials: {tenant_id: "@new@", state: rotated}, register: r_vault_smtp_credentials__not_due}
-    - {penguinmails.vps.vault_smtp_credentials: {tenant_id: "@new@", state: rotated, force: true}, check_mode: true, register: r_vault_smtp_credentials__check}
-    - {penguinmails.vps.vault_smtp_credentials: {tenant_id: "@new@", state: rotated, force: true, rotate_secret_key: true}, register: r_vault_smtp_credentials__rotate}
-    - {penguinmails.vps.vault_smtp_credentials: {tenant_id: "@new@", return_password: true}, no_log: true, register: r_vault_smtp_credentials__password}
+    - {penguinmails.vps.vault_smtp_credentials: {tenant_id: "@new@", state: rotated, force: true},
+       check_mode: true, register: r_vault_smtp_credentials__check}
+    - {penguinmails.vps.vault_smtp_credentials: {tenant_id: "@new@", state: rotated, force: true, rotate_secret_key: true},
+       register: r_vault_smtp_credentials__rotate}
+    - {penguinmails.vps.vault_smtp_credentials: {tenant_id: "@new@", return_password: true},
+       no_log: true, register: r_vault_smtp_credentials__password}
 
     # --- vault_tenant_login: create, again, check mode
-    - {penguinmails.vps.vault_tenant_login: {tenant_id: "@new@", password: "Pw-@new@-long-enough", auth_mount: "@auth_mount@"}, no_log: true, register: r_vault_tenant_login__create}
-    - {penguinmails.vps.vault_tenant_login: {tenant_id: "@new@", password: "Pw-@new@-long-enough", auth_mount: "@auth_mount@"}, no_log: true, register: r_vault_tenant_login__again}
-    - {penguinmails.vps.vault_tenant_login: {tenant_id: "@other@", password: "Pw-@other@-long-enough", auth_mount: "@auth_mount@"}, check_mode: true, no_log: true, register: r_vault_tenant_login__check}
+    - {penguinmails.vps.vault_tenant_login: {tenant_id: "@new@", password: "Pw-@new@-long-enough", auth_mount: "@auth_mount@"},
+       no_log: true, register: r_vault_tenant_login__create}
+    - {penguinmails.vps.vault_tenant_login: {tenant_id: "@new@", password: "Pw-@new@-long-enough", auth_mount: "@auth_mount@"},
+       no_log: true, register: r_vault_tenant_login__again}
+    - {penguinmails.vps.vault_tenant_login: {tenant_id: "@other@", password: "Pw-@other@-long-enough", auth_mount: "@auth_mount@"},
+       check_mode: true, no_log: true, register: r_vault_tenant_login__check}
 
     # --- dkim_vault_keys: the stored key, a generated one (check mode, then for real), a missing selector
     - {penguinmails.vps.dkim_vault_keys: {domain: "@domain@"}, register: r_dkim_vault_keys__list}
-    - {penguinmails.vps.dkim_vault_keys: {domain: "@domain@", selector: s2, generate_missing: true}, check_mode: true, register: r_dkim_vault_keys__generate_check}
-    - {penguinmails.vps.dkim_vault_keys: {domain: "@domain@", selector: s2, generate_missing: true, key_size: 1024}, register: r_dkim_vault_keys__generate}
+    - {penguinmails.vps.dkim_vault_keys: {domain: "@domain@", selector: s2, generate_missing: true},
+       check_mode: true, register: r_dkim_vault_keys__generate_check}
+    - {penguinmails.vps.dkim_vault_keys: {domain: "@domain@", selector: s2, generate_missing: true, key_size: 1024},
+       register: r_dkim_vault_keys__generate}
     - {penguinmails.vps.dkim_vault_keys: {domain: "@domain@", selectors: [nope]}, ignore_errors: true, register: r_dkim_vault_keys__missing}
 
     # --- dns_record: create, unchanged, check mode, a long TXT, absent, a refused key
@@ -296,7 +308,8 @@ LOCALHOST_CASES = """
 
     # --- ssh_login_failures_info on the controller's copy of a log; a missing file
     - {penguinmails.vps.ssh_login_failures_info: {path: ["@log@"], since: "2000-01-01T00:00:00Z"}, register: r_ssh_login_failures_info__log}
-    - {penguinmails.vps.ssh_login_failures_info: {path: ["@log@", "@dest@/missing.log"], max_entries: 1, since: "2000-01-01T00:00:00Z"}, register: r_ssh_login_failures_info__truncated}
+    - {penguinmails.vps.ssh_login_failures_info: {path: ["@log@", "@dest@/missing.log"], max_entries: 1, since: "2000-01-01T00:00:00Z"},
+       register: r_ssh_login_failures_info__truncated}
 
     # --- secret_file on the controller (mode, unchanged)
     - {penguinmails.vps.secret_file: {dest: "@dest@/secret", content: not-so-secret}, register: r_secret_file__write}
@@ -309,31 +322,42 @@ LOCALHOST_CASES = """
     - {penguinmails.vps.hostwind_ssh_key: {name: "rt-@new@", state: absent}, register: r_hostwind_ssh_key__remove}
 
     # --- hostwind_vps: check mode, create, found, power, a failed build terminated, absent
-    - {penguinmails.vps.hostwind_vps: {name: "rt-@new@", plan: "@plan@", location: "@location@", image: "@image@"}, check_mode: true, register: r_hostwind_vps__create_check}
-    - {penguinmails.vps.hostwind_vps: {name: "rt-@new@", plan: "@plan@", location: "@location@", image: "@image@", wait_timeout: 120}, register: r_hostwind_vps__create}
+    - {penguinmails.vps.hostwind_vps: {name: "rt-@new@", plan: "@plan@", location: "@location@", image: "@image@"},
+       check_mode: true, register: r_hostwind_vps__create_check}
+    - {penguinmails.vps.hostwind_vps: {name: "rt-@new@", plan: "@plan@", location: "@location@", image: "@image@", wait_timeout: 120},
+       register: r_hostwind_vps__create}
     - {penguinmails.vps.hostwind_vps: {name: "rt-@new@", plan: "@plan@", location: "@location@", image: "@image@"}, register: r_hostwind_vps__found}
     - {penguinmails.vps.hostwind_vps: {name: "rt-@new@", state: stopped, wait_timeout: 120}, register: r_hostwind_vps__stopped}
     - {penguinmails.vps.hostwind_vps: {name: "rt-@new@", state: started, wait_timeout: 120}, register: r_hostwind_vps__started}
     - {penguinmails.vps.hostwind_vps: {name: "rt-@new@", state: absent, wait_timeout: 120}, register: r_hostwind_vps__absent}
     - name: The simulator fails the next build
       ansible.builtin.uri: {url: "@faults@", method: POST, body_format: json, body: {fail_build: 1}}
-    - {penguinmails.vps.hostwind_vps: {name: "rf-@new@", plan: "@plan@", location: "@location@", image: "@image@", failed_build: terminate, wait_timeout: 120}, register: r_hostwind_vps__failed_build}
+    - {penguinmails.vps.hostwind_vps: {name: "rf-@new@", plan: "@plan@", location: "@location@", image: "@image@", failed_build: terminate,
+          wait_timeout: 120},
+       register: r_hostwind_vps__failed_build}
     - {penguinmails.vps.hostwind_vps: {name: "rf-@new@", state: absent}, register: r_hostwind_vps__gone}
 
     # --- tenant_record: create, unchanged, check mode with diff, query, a whole migration, a takeover, an abort
-    - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: present, domain: "@new@.example.com", vps_id: 1, vps_ip: 192.0.2.1, vps_name: "pm-@new@-1", contact_email: "admin@@new@.example.com"}, register: r_tenant_record__create}
+    - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: present, domain: "@new@.example.com", vps_id: 1, vps_ip: 192.0.2.1,
+          vps_name: "pm-@new@-1", contact_email: "admin@@new@.example.com"},
+       register: r_tenant_record__create}
     - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: present, vps_ip: 192.0.2.1}, register: r_tenant_record__unchanged}
-    - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: present, region: r2}, check_mode: true, diff: true, register: r_tenant_record__check}
+    - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: present, region: r2},
+       check_mode: true, diff: true, register: r_tenant_record__check}
     - {penguinmails.vps.tenant_record: {tenant_id: "@new@"}, register: r_tenant_record__query}
     - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: migrating, reason: upgrade, run_id: run1}, register: r_tenant_record__start}
     - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: migrating, run_id: run2, takeover: true}, register: r_tenant_record__takeover}
-    - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: migrating, run_id: run2, step: provisioned, new_vps_id: 2, new_vps_ip: 192.0.2.2}, register: r_tenant_record__provisioned}
-    - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: migrating, run_id: run2, step: dns_switched, new_vps_id: 2, new_vps_ip: 192.0.2.2}, register: r_tenant_record__switched}
+    - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: migrating, run_id: run2, step: provisioned, new_vps_id: 2, new_vps_ip: 192.0.2.2},
+       register: r_tenant_record__provisioned}
+    - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: migrating, run_id: run2, step: dns_switched, new_vps_id: 2, new_vps_ip: 192.0.2.2},
+       register: r_tenant_record__switched}
     - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: migrated, run_id: run2}, register: r_tenant_record__migrated}
     - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: completed, run_id: run2}, register: r_tenant_record__completed}
     - {penguinmails.vps.tenant_record: {tenant_id: "@new@", state: completed}, register: r_tenant_record__nothing_in_progress}
-    - {penguinmails.vps.tenant_record: {tenant_id: "@other@", state: present, domain: "@other@.example.com", vps_id: 3, vps_ip: 192.0.2.3}, register: r_tenant_record__create_other}
-    - {penguinmails.vps.tenant_record: {tenant_id: "@other@", state: migrating, reason: failure, run_id: run3}, register: r_tenant_record__start_other}
+    - {penguinmails.vps.tenant_record: {tenant_id: "@other@", state: present, domain: "@other@.example.com", vps_id: 3, vps_ip: 192.0.2.3},
+       register: r_tenant_record__create_other}
+    - {penguinmails.vps.tenant_record: {tenant_id: "@other@", state: migrating, reason: failure, run_id: run3},
+       register: r_tenant_record__start_other}
     - {penguinmails.vps.tenant_record: {tenant_id: "@other@", state: aborted, run_id: run3}, register: r_tenant_record__aborted}
 
     # --- ssh_agent (keys mode): start, load the seeded tenant (its host key recorded at the first contact), stop
@@ -353,7 +377,7 @@ def host_cases(lab, tmp):
     host = lab.create_host("rt" + secrets.token_hex(2))
     try:
         inventory = lab.inventory(tmp, [host])
-        keys = [_public_key() for _ in range(3)]
+        keys = [_public_key() for _index in range(3)]
         plays = HOST_CASES.replace("@host@", host["name"])
         for index, key in enumerate(keys):
             plays = plays.replace("@key%d@" % index, key)

@@ -47,8 +47,7 @@ def items(results):
     """Registered results with loop results unpacked."""
     for result in results:
         if isinstance(result.get("results"), list) and "ansible_loop_var" not in result:
-            for item in result["results"]:
-                yield item
+            yield from result["results"]
         else:
             yield result
 
@@ -80,8 +79,8 @@ def _walk(spec_map, value, path, seen, problems, check_always, top):
         seen.add(where)
         item = value[key]
         if not _type_ok(spec, item):
-            problems.append("%s: documented as %s, returned %s (%r)" % (where, spec.get("type"), type(item).__name__,
-                                                                          str(item)[:60]))
+            shown = str(item)[:60]
+            problems.append("%s: documented as %s, returned %s (%r)" % (where, spec.get("type"), type(item).__name__, shown))
         contains = spec.get("contains")
         if not contains:
             continue
