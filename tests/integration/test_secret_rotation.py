@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 
@@ -101,3 +102,31 @@ def test_rotation_refuses_bad_input_and_changes_nothing(lab, workdir):
         proc = seed.run_lab_playbook(lab, tenant, workdir, "penguinmails.vps.rotate", {"secret_type": secret_type})
         assert proc.returncode != 0
         assert "invalid tenant id '../x': path traversal" in proc.stdout or "secret_type" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_dkim_rotation_of_a_tenant_that_lacks_something_names_what(lab, workdir):
+    """One rule per error: the message names the one thing the tenant lacks, and nothing changes."""
+    client = seed.vault(lab)
+    tid = "dk" + secrets.token_hex(4)
+    domain = "%s.example.test" % tid
+    cases = [
+        ({}, "rotate: %s has no domain in its record" % tid),
+        ({"vps_ip": "198.18.255.254"}, "rotate: %s has no domain in its record" % tid),
+        ({"domain": domain, "vps_ip": "198.18.255.254"}, "rotate: %s has no DKIM key in Vault for %s" % (tid, domain)),
+    ]
+    tenant = seed.Tenant(tenant_id=tid, domain=domain, admin_user="admin@" + domain,
+                         old_vps={"name": "none", "ip": "198.18.255.254"})
+    version = 0
+    for record, message in cases:
+        if record:
+            client.write("vps", "%s/record" % tid, record, cas=version)
+            version += 1
+        proc = seed.run_lab_playbook(lab, tenant, workdir, "penguinmails.vps.rotate",
+                                     {"secret_type": "dkim", "dkim_new_selector": "s2"})
+        assert proc.returncode != 0
+        assert '"msg": "%s"' % message in proc.stdout, proc.stdout[-3000:]
+    client.write("dkim", "%s/dkim" % domain, {"private_key": "x", "public_key": "y"}, cas=0)
+    client.write("vps", "%s/record" % tid, {"domain": domain}, cas=version)
+    proc = seed.run_lab_playbook(lab, tenant, workdir, "penguinmails.vps.rotate", {"secret_type": "dkim", "dkim_new_selector": "s2"})
+    assert '"msg": "rotate: %s has no vps_ip in its record"' % tid in proc.stdout, proc.stdout[-3000:]
+    assert client.read_or_none("dkim", "%s/s2" % domain) is None
