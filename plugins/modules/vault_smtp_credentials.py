@@ -26,6 +26,15 @@ description:
     playbook does with C(secret_type=smtp).
 extends_documentation_fragment:
   - penguinmails.vps.vault
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.action_group
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether it would create or rotate; generates and writes nothing.
+  diff_mode:
+    support: full
+    details: Shows the stored fields before and after, never the password.
 options:
   tenant_id:
     description:
@@ -72,13 +81,6 @@ options:
       - The task must set C(no_log=true); the module refuses otherwise.
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-    description: Reports whether it would create or rotate; generates and writes nothing.
-  diff_mode:
-    support: full
-    description: Shows the stored fields before and after, never the password.
 seealso:
   - module: penguinmails.vps.smtp_check
   - module: penguinmails.vps.vault_ssh_keypair
