@@ -63,6 +63,8 @@ _SSH_KEY_FIELDS = ("roles", "vaultChanged", "hostChanged", "vaultOnly", "stage",
 _SMTP_APPLIED_FIELDS = ("username", "passwordReset", "verified")
 _MIGRATION_FIELDS = ("serverName", "newVpsId", "newVpsIp", "oldVpsId", "oldVpsIp", "oldVpsName", "step")
 _DKIM_FIELDS = ("domain", "oldSelector", "newSelector", "selector", "verified")
+_CERT_FIELDS = ("serial", "keyId", "principals", "ttl", "validBefore", "issuerFingerprint", "fingerprint", "certType",
+                "keyType", "mount", "tenants")
 
 # action -> (default severity, or None for "critical on failure, info on success"; detail fields besides GENERIC_FIELDS)
 ACTIONS = {
@@ -82,6 +84,11 @@ ACTIONS = {
     "dkim_key_rotated": (None, _DKIM_FIELDS),
     "dkim_rotated": (None, _DKIM_FIELDS),
     "ssh_login_failed": ("warning", ("sources", "users")),
+    "ssh_certificate_signed": (None, _CERT_FIELDS),
+    "ssh_host_certificate_signed": (None, _CERT_FIELDS),
+    "ssh_certificate_revoked": (None, ("serials", "keyIds", "publicKeys", "mount", "hostCount", "failedTenants")),
+    "ssh_auth_changed": (None, ("previousMode", "newMode", "stage", "vaultChanged", "hostChanged")),
+    "ssh_ca_rotated": (None, ("mount", "step", "issuerFingerprints", "hostCount", "failedTenants")),
     "vault_write_burst": ("critical", ("mount", "path", "newVersions", "windowHours", "threshold", "currentVersion",
                                        "oldestVersion", "historyTruncated")),
     # written by the callback and the file sink themselves

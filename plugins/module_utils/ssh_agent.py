@@ -13,6 +13,11 @@ private key is ever at rest on the controller, and nothing of a killed run stays
 Connections select the key of a tenant with ``-o IdentityAgent=<socket> -o IdentitiesOnly=yes -o
 IdentityFile=<public key file>`` (OpenSSH then signs with the agent's matching private key); the
 public key files live in the same private directory. Runs on the controller only.
+
+In certificate mode (docs/ssh-certificates.md) :func:`add_ephemeral` gives the agent a key made in
+memory for this run and its Vault-signed certificate, over the agent protocol itself (the private
+half goes from this process's memory to the agent's; no ``ssh-add``, no file); ``IdentityFile=<the
+certificate file>`` then selects the certificate.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,6 +27,8 @@ __metaclass__ = type
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -32,10 +39,13 @@ DEFAULT_LIFETIME = 3600
 # AF_UNIX paths are limited to 108 bytes.
 MAX_SOCKET_PATH = 100
 
-# The watchdog, run by the same Python: argv = pid to guard, directory, lifetime.
+# The watchdog, run by the same Python: argv = pid to guard, parent directory, lifetime. It makes the private
+# directory itself (so a run killed while starting it leaves nothing behind), starts the agent in it, prints
+# "ready <directory>" once the agent's socket exists, and removes everything when the guarded process ends.
 WATCHDOG = r"""
-import os, select, shutil, signal, subprocess, sys, time
-guarded, directory, lifetime = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+import os, select, shutil, signal, subprocess, sys, tempfile, time
+guarded, parent, lifetime = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+directory = tempfile.mkdtemp(prefix="pm-agent-", dir=parent)
 sock = os.path.join(directory, "agent.sock")
 agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock, "-t", lifetime], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -47,13 +57,20 @@ def cleanup(*_args):
         pass
     shutil.rmtree(directory, ignore_errors=True)
     os._exit(0)
-for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
     signal.signal(signum, cleanup)
 try:
     pidfd = os.pidfd_open(guarded)
 except (AttributeError, OSError):
     pidfd = None
-print("ready", flush=True)
+deadline = time.monotonic() + 10
+while not os.path.exists(sock) and agent.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.01)
+try:
+    print("ready %s" % directory, flush=True)
+    sys.stdout.close()
+except OSError:
+    cleanup()
 while agent.poll() is None:
     if pidfd is not None:
         if select.select([pidfd], [], [], 5.0)[0]:
@@ -79,29 +96,23 @@ def _base_dir(parent):
     return parent
 
 
-def start(guarded_pid, lifetime=DEFAULT_LIFETIME, parent=None, timeout=10):
+def start(guarded_pid, lifetime=DEFAULT_LIFETIME, parent=None):
     """Start a private agent that lives as long as ``guarded_pid``; returns {socket, directory, pid}."""
     lifetime = int(lifetime)
     if lifetime < 1:
         raise AgentError("the key lifetime must be at least 1 second")
     if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
         raise AgentError("ssh-agent and ssh-add are needed on the controller (Debian: openssh-client)")
-    directory = tempfile.mkdtemp(prefix="pm-agent-", dir=_base_dir(parent))
-    os.chmod(directory, 0o700)
-    sock = os.path.join(directory, SOCKET_NAME)
     watchdog = subprocess.Popen(
-        [sys.executable, "-c", WATCHDOG, str(int(guarded_pid)), directory, str(lifetime)],
+        [sys.executable, "-c", WATCHDOG, str(int(guarded_pid)), _base_dir(parent), str(lifetime)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
         close_fds=True,
     )
-    line = watchdog.stdout.readline()
+    line = watchdog.stdout.readline().decode("utf-8", "replace").strip()
     watchdog.stdout.close()
-    deadline = time.monotonic() + timeout
-    while line.strip() == b"ready" and not os.path.exists(sock) and watchdog.poll() is None:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.01)  # the agent binds its socket right after it starts
-    if not os.path.exists(sock):
+    directory = line[len("ready "):] if line.startswith("ready ") else ""
+    sock = os.path.join(directory, SOCKET_NAME) if directory else ""
+    if not sock or not os.path.exists(sock):
         stop({"directory": directory, "pid": watchdog.pid})
         raise AgentError("ssh-agent did not start")
     return {"socket": sock, "directory": directory, "pid": watchdog.pid}
@@ -132,6 +143,62 @@ def add_key(agent, private_key, lifetime=DEFAULT_LIFETIME):
                             capture_output=True, check=False)
     if result.returncode != 0:
         raise AgentError("ssh-add refused a key (exit status %d)" % result.returncode)
+
+
+# ssh-agent protocol (draft-miller-ssh-agent): the messages this module sends.
+SSH_AGENT_FAILURE = 5
+SSH_AGENT_SUCCESS = 6
+SSH2_AGENTC_ADD_ID_CONSTRAINED = 25
+SSH_AGENT_CONSTRAIN_LIFETIME = 1
+
+
+def _agent_request(sock_path, message, timeout=10):
+    """Send one message to the agent at ``sock_path``; returns the reply's type."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(timeout)
+    try:
+        conn.connect(sock_path)
+        conn.sendall(struct.pack(">I", len(message)) + message)
+        header = b""
+        while len(header) < 4:
+            chunk = conn.recv(4 - len(header))
+            if not chunk:
+                raise AgentError("the ssh-agent closed the connection")
+            header += chunk
+        (length,) = struct.unpack(">I", header)
+        body = b""
+        while len(body) < length:
+            chunk = conn.recv(length - len(body))
+            if not chunk:
+                raise AgentError("the ssh-agent closed the connection")
+            body += chunk
+    except (OSError, socket.timeout) as exc:
+        raise AgentError("cannot talk to the ssh-agent: %s" % type(exc).__name__)
+    finally:
+        conn.close()
+    return body[:1]
+
+
+def add_identity(agent, identity, lifetime=DEFAULT_LIFETIME):
+    """Add one identity (the key part of SSH2_AGENTC_ADD_IDENTITY) for ``lifetime`` seconds."""
+    lifetime = int(lifetime)
+    if lifetime < 1:
+        raise AgentError("the key lifetime must be at least 1 second")
+    message = (bytes([SSH2_AGENTC_ADD_ID_CONSTRAINED]) + identity + bytes([SSH_AGENT_CONSTRAIN_LIFETIME])
+               + struct.pack(">I", lifetime))
+    if _agent_request(agent["socket"], message) != bytes([SSH_AGENT_SUCCESS]):
+        raise AgentError("the ssh-agent refused a key")
+
+
+def add_ephemeral(agent, key, certificate, lifetime, comment="penguinmails run certificate"):
+    """Give the agent the run's ephemeral key (an ssh_certificates.EphemeralKey) and its certificate.
+
+    Both stay ``lifetime`` seconds at most. The plain key reaches a host whose authorized_keys holds
+    the ephemeral public key (a VPS provisioned for this run); the certificate every host that trusts
+    the user CA.
+    """
+    add_identity(agent, key.agent_identity(comment + " (key)"), lifetime)
+    add_identity(agent, key.agent_certificate_identity(certificate, comment), lifetime)
 
 
 def write_public(agent, name, public_key):
