@@ -138,6 +138,10 @@ def test_shipped_documents_link_only_to_shipped_files(tarball):
             text = archive.extractfile(path).read().decode("utf-8", "replace")
             if "DESIGN.md" in text:
                 problems.append("%s cites DESIGN.md, which is not shipped" % path)
+            for cited in sorted(set(re.findall(r"\bdocs/[A-Za-z0-9_./-]*[A-Za-z0-9_-]\.(?:md|yml)\b", text))):
+                # The README names the repository-only docs of the lab and the benchmarks as such.
+                if cited not in files and not (path == "README.md" and matches(cited, NOT_SHIPPED)):
+                    problems.append("%s cites %s, which is not shipped" % (path, cited))
             if path.endswith(".md"):
                 base = os.path.dirname(path)
                 for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
