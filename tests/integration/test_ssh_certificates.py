@@ -579,3 +579,20 @@ def test_ca_rotation_keeps_both_keys_trusted_during_the_overlap(certs, cert_tena
     assert certs.reaches(tenant, ip)
     steps = [e["details"]["step"] for e in certs.audit_events("ssh_ca_rotated") if e["status"] == "success"]
     assert steps[-3:] == ["added", "switched", "retired"]
+
+
+def test_stored_tenant_keys_keep_rotating_for_a_tenant_in_certificate_mode(certs, cert_tenant, lab):
+    host, tenant = cert_tenant
+    account = tenant_account(tenant)
+    before = certs.client.read(certs.mount, "%s/tenant_ssh" % tenant).data
+    result = certs.play("rotate", tenant_id=tenant, force=True)
+    after = certs.client.read(certs.mount, "%s/tenant_ssh" % tenant).data
+    assert after["public_key"] != before["public_key"] and after["grace_public_key"] == before["public_key"]
+    assert certs.key_login(after["private_key"], account, host["ip"])  # installed and verified through the certificate
+    admin = certs.admin(tenant).data
+    assert admin["state"] == "revoked" and not any(admin.get(f) for f in keypair_store.PRIVATE_FIELDS)  # not brought back
+    authorized = lab.host_exec(host["name"], ["cat", "/root/.ssh/authorized_keys"]).stdout
+    assert not [line for line in authorized.splitlines() if ":admin" in line and not line.startswith("#")], authorized
+    path, _cert = certs.signed_key()
+    assert certs.login(path, "root", host["ip"])
+    assert "could not be rotated: none" in result.stdout
