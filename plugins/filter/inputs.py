@@ -65,6 +65,17 @@ def failure_line(entry):
     return "%s (%s): %s" % (entry.get("tenant_id"), where, entry.get("error"))
 
 
+def known_public_keys(view):
+    """Every public key of a key record's public view (current, fallback, grace, host keys), without duplicates."""
+    view = view or {}
+    keys = []
+    for value in [view.get("public_key"), view.get("fallback_public_key"), view.get("grace_public_key")] + list(
+            view.get("host_keys") or []) + list(view.get("revoked_keys") or []):
+        if value and value not in keys:
+            keys.append(value)
+    return keys
+
+
 def tenant_account(tenant_id):
     """The tenant's Unix account on its VPS (unique per tenant, at most 32 characters)."""
     return validators.tenant_account(tenant_id)
@@ -85,4 +96,5 @@ class FilterModule(object):
             "tenant_account": tenant_account,
             "failure": failure,
             "failure_line": failure_line,
+            "known_public_keys": known_public_keys,
         }

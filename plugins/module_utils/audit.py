@@ -61,7 +61,8 @@ GENERIC_FIELDS = ("role", "mode", "trigger", "host", "reason", "source", "error"
 _SSH_KEY_FIELDS = ("roles", "vaultChanged", "hostChanged", "vaultOnly", "stage", "supersededBy", "fingerprint",
                    "keyType", "graceUntil", "grace_until", "output")
 _SMTP_APPLIED_FIELDS = ("username", "passwordReset", "verified")
-_MIGRATION_FIELDS = ("serverName", "newVpsId", "newVpsIp", "oldVpsId", "oldVpsIp", "oldVpsName", "step")
+_MIGRATION_FIELDS = ("serverName", "newVpsId", "newVpsIp", "oldVpsId", "oldVpsIp", "oldVpsName", "step", "stage",
+                     "abandonedRun")
 _DKIM_FIELDS = ("domain", "oldSelector", "newSelector", "selector", "verified")
 _CERT_FIELDS = ("serial", "keyId", "principals", "ttl", "validBefore", "issuerFingerprint", "fingerprint", "certType",
                 "keyType", "mount", "tenants")
@@ -72,15 +73,21 @@ ACTIONS = {
     "ssh_key_regenerated": (None, _SSH_KEY_FIELDS),
     "ssh_key_revoked": (None, ("roles", "vaultChanged", "hostChanged", "removedKeys", "fingerprint")),
     "ssh_key_downloaded": (None, ("output", "fingerprint", "downloadedAt", "wrapCreationPath")),
-    "host_key_recorded": (None, ("fingerprints",)),
+    "host_key_recorded": (None, ("fingerprints", "serverName")),
     "tenant_notified": (None, ("event",)),
     "bulk_rotation_completed": (None, ("rotatedCount", "failedCount", "skippedCount", "failedTenants",
                                        "tenantsWithoutHost", "hostsUpdated")),
-    "vps_migration_completed": (None, _MIGRATION_FIELDS + ("oldVpsWiped", "oldVpsDestroyed", "resumed", "steps", "dkim")),
+    "vps_migration_completed": (None, _MIGRATION_FIELDS + ("oldVpsWiped", "oldVpsDestroyed", "resumed", "steps", "dkim",
+                                                           "rotated", "failedBuilds")),
     "vps_migration_failed": ("critical", _MIGRATION_FIELDS),
+    "vps_migration_aborted": ("warning", _MIGRATION_FIELDS + ("destroyed",)),
+    "vps_migration_refused": ("warning", _MIGRATION_FIELDS),
+    "vps_build_failed": ("warning", ("serverName", "failedServiceid", "replacedBy")),
+    "provider_ssh_key_added": (None, ("keyName", "fingerprint", "serverName")),
+    "provider_ssh_key_removed": (None, ("keyName", "serverName")),
     "smtp_credentials_recovered": (None, _SMTP_APPLIED_FIELDS),
     "smtp_password_applied": (None, _SMTP_APPLIED_FIELDS),
-    "smtp_password_rotated": (None, ()),
+    "smtp_password_rotated": (None, ("secretKeyRotated",)),
     "dkim_key_rotated": (None, _DKIM_FIELDS),
     "dkim_rotated": (None, _DKIM_FIELDS),
     "ssh_login_failed": ("warning", ("sources", "users")),

@@ -392,7 +392,7 @@ def parse_public_key(value, what="key"):
     """Validate a public key given by the user (``[options] type blob [comment]``) -> KeyLine."""
     if not isinstance(value, str):
         raise AuthorizedKeysError("%s %s: must be a string" % (what, _show(value)))
-    if "PRIVATE KEY" in value:
+    if "-----BEGIN" in value and "PRIVATE KEY-----" in value:
         raise AuthorizedKeysError("%s is a private key; give the public key (ssh-keygen -y)" % what)
     text = value.strip()
     if not text:

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The tenant record ``<vps mount>/<tenant>/record`` and the migration state kept in it.
 
-Fields (DESIGN.md, "Vault layout"): ``domain``, ``vps_id``, ``vps_ip``, ``vps_name``, ``plan``,
+Fields (docs/migration.md): ``domain``, ``vps_id``, ``vps_ip``, ``vps_name``, ``plan``,
 ``region``, ``migrated_at``, ``migration_reason`` and the previous VPS (``previous_vps_id``,
 ``previous_vps_ip``, ``previous_vps_name``).  While a migration runs, the sub-mapping
 ``migration`` holds what a rerun needs to resume instead of starting over:
@@ -29,6 +29,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import datetime
 import re
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import timeutil
@@ -42,10 +43,12 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.validators import
     validate_tenant_id,
 )
 
-STATES = ("query", "present", "migrating", "migrated", "completed")
+STATES = ("query", "present", "migrating", "migrated", "completed", "aborted")
 REASONS = ("compromise", "failure", "upgrade")
+# The steps of penguinmails.vps.migrate, in order (playbooks/tasks/migrate/<step>.yml).
 STEPS = (
     "recorded",
+    "secrets_rotated",
     "provisioned",
     "ssh_access",
     "mailu",
@@ -53,8 +56,12 @@ STEPS = (
     "verified",
     "dns_switched",
     "record_updated",
+    "old_vps_wiped",
     "old_vps_destroyed",
 )
+# A run holds the migration (migration.run) while it works; another run is refused until the owner is gone
+# (its process ended, on the same controller) or its lease expired (from another controller).
+DEFAULT_LEASE_MINUTES = 30
 # Scalar fields a caller may set with state=present.
 FIELDS = ("domain", "vps_id", "vps_ip", "vps_name", "plan", "region", "dkim_selector", "contact_email")
 _EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
@@ -145,6 +152,7 @@ class Plan(object):
         self.version = version
         self.resumed = resumed
         self.message = message
+        self.abandoned = None
 
     @property
     def changed(self):
@@ -171,7 +179,9 @@ def plan(tenant_id, state, before, version, now, request):
         return _plan_migrating(tenant_id, before, data, version, now, request)
     if state == "migrated":
         return _plan_migrated(tenant_id, before, data, version, now, request)
-    return _plan_completed(tenant_id, before, data, version, now)
+    if state == "aborted":
+        return _plan_aborted(tenant_id, before, data, version, now, request)
+    return _plan_completed(tenant_id, before, data, version, now, request)
 
 
 def _set_fields(data, request):
@@ -205,6 +215,52 @@ def _mark_step(migration, step, now):
         migration["step"] = step
 
 
+def owner_alive(run, now, local_host=None, pid_alive=None):
+    """Whether the run holding a migration may still be working.
+
+    On the controller that started it: its ``ansible-playbook`` process (pid and start time) still runs.
+    Elsewhere: its lease has not expired.
+    """
+    if not run:
+        return False
+    if local_host is not None and run.get("host") == local_host and run.get("pid") and pid_alive is not None:
+        return pid_alive(run.get("pid"), run.get("pid_start"))
+    until = timeutil.parse_time(run.get("lease_until"))
+    return until is not None and now < until
+
+
+def _take_run(tenant_id, migration, now, request, plan_notes):
+    """Claim the migration for the run of ``request`` (run_id, run_owner); refuse one held by a live run."""
+    run_id = request.get("run_id")
+    if not run_id or request.get("release"):
+        return
+    owner = request.get("run_owner") or {}
+    held = migration.get("run") or {}
+    if held and held.get("id") != run_id and held.get("id") in (request.get("ended_runs") or ()):
+        held = {}  # that run ended (its failure was audited) but could not release the migration
+    if held and held.get("id") != run_id:
+        alive = owner_alive(held, now, owner.get("host"), request.get("pid_alive"))
+        if alive and not request.get("takeover"):
+            raise RecordError(
+                "a migration run of %s is in progress (run %s on %s, pid %s, at step %s, lease until %s): wait for it, "
+                "or if it is gone pass -e migrate_takeover=true"
+                % (tenant_id, held.get("id"), held.get("host"), held.get("pid"), migration.get("step"), held.get("lease_until"))
+            )
+        abandoned = {"run": held.get("id"), "host": held.get("host"), "step": migration.get("step"),
+                     "found_at": format_time(now), "taken_over": bool(alive)}
+        migration.setdefault("abandoned_runs", []).append(abandoned)
+        plan_notes["abandoned"] = abandoned
+    lease = int(request.get("lease_minutes") or DEFAULT_LEASE_MINUTES)
+    migration["run"] = {
+        "id": run_id,
+        "host": owner.get("host"),
+        "pid": owner.get("pid"),
+        "pid_start": owner.get("pid_start"),
+        "started_at": held.get("started_at") if held.get("id") == run_id else format_time(now),
+        "lease_until": format_time(now + datetime.timedelta(minutes=lease)),
+    }
+
+
 def _plan_migrating(tenant_id, before, data, version, now, request):
     reason = request.get("reason")
     if reason is not None and reason not in REASONS:
@@ -212,6 +268,7 @@ def _plan_migrating(tenant_id, before, data, version, now, request):
     migration = data.get("migration")
     resumed = bool(migration)
     message = None
+    notes = {}
     if not migration:
         if reason is None:
             raise RecordError("starting a migration of %s needs a reason (%s)" % (tenant_id, ", ".join(REASONS)))
@@ -230,7 +287,9 @@ def _plan_migrating(tenant_id, before, data, version, now, request):
         migration = dict((key, value) for key, value in migration.items() if value is not None)
         _mark_step(migration, "recorded", now)
         data["migration"] = migration
+        _take_run(tenant_id, migration, now, request, notes)
     else:
+        _take_run(tenant_id, migration, now, request, notes)
         if request.get("server_name") and request["server_name"] != migration.get("server_name"):
             raise RecordError(
                 "a migration of %s to %s is in progress (step %s); it resumes with that server"
@@ -238,6 +297,27 @@ def _plan_migrating(tenant_id, before, data, version, now, request):
             )
         if reason is not None and reason != migration.get("reason"):
             message = "resuming the migration started for reason %s (not %s)" % (migration.get("reason"), reason)
+    if request.get("replace_server"):
+        if step_index(migration.get("step")) >= step_index("ssh_access"):
+            raise RecordError("the new VPS of %s is set up already (step %s): it is not replaced" % (tenant_id, migration.get("step")))
+        failed = {"server_name": migration.get("server_name"), "serviceid": migration.get("new_vps_id"),
+                  "at": format_time(now)}
+        migration.setdefault("failed_servers", []).append(dict((k, v) for k, v in failed.items() if v))
+        numbers = [server_number(tenant_id, item.get("server_name")) for item in migration["failed_servers"]]
+        numbers.append(server_number(tenant_id, next_server_name(tenant_id, data)))
+        migration["server_name"] = SERVER_NAME_FORMAT % (tenant_id, max(n for n in numbers if n is not None) + 1)
+        for option in ("new_vps_id", "new_vps_ip"):
+            migration.pop(option, None)
+        message = "the build of %s failed; the migration goes on with %s" % (failed["server_name"], migration["server_name"])
+    _note(migration, request)
+    if request.get("release"):
+        if (migration.get("run") or {}).get("id") == request.get("run_id"):
+            migration.pop("run", None)
+    if request.get("forget_host_keys"):
+        address = text(request["forget_host_keys"], "address")
+        for field in ("host_keys", "host_key_fingerprints", "host_keys_recorded"):
+            if isinstance(data.get(field), dict):
+                data[field].pop(address, None)
     for option, what in (("new_vps_id", "new VPS id"), ("new_vps_ip", "new VPS address")):
         value = text(request.get(option), what)
         if value is None:
@@ -255,13 +335,23 @@ def _plan_migrating(tenant_id, before, data, version, now, request):
     if migration.get("step") and step_index(migration["step"]) >= step_index("provisioned"):
         if not (migration.get("new_vps_id") and migration.get("new_vps_ip")):
             raise RecordError("step %s needs new_vps_id and new_vps_ip of the new server" % migration["step"])
-    return Plan(before, data, version, resumed=resumed, message=message)
+    planned = Plan(before, data, version, resumed=resumed, message=message)
+    planned.abandoned = notes.get("abandoned")
+    return planned
+
+
+def _check_run(tenant_id, migration, request):
+    """A run may only write steps of the migration it holds."""
+    held = (migration.get("run") or {}).get("id")
+    if request.get("run_id") and held and held != request["run_id"]:
+        raise RecordError("the migration of %s was taken over by run %s: this run stops" % (tenant_id, held))
 
 
 def _plan_migrated(tenant_id, before, data, version, now, request):
     migration = data.get("migration")
     if not migration:
         raise RecordError("no migration of %s is in progress: nothing to record as migrated" % tenant_id)
+    _check_run(tenant_id, migration, request)
     if step_index(migration.get("step")) < step_index("dns_switched"):
         raise RecordError(
             "the migration of %s is at step %s: the record switches to the new VPS only after dns_switched"
@@ -282,21 +372,47 @@ def _plan_migrated(tenant_id, before, data, version, now, request):
         for field in ("plan", "region"):
             if request.get(field) is not None:
                 data[field] = str(request[field])
+        if request.get("dkim_selector") is not None:
+            data["dkim_selector"] = validate_selector(request["dkim_selector"])
         _mark_step(migration, "record_updated", now)
+    _note(migration, request)
     _mark_step(migration, request.get("step"), now)
     return Plan(before, data, version, resumed=True)
 
 
-def _plan_completed(tenant_id, before, data, version, now):
+def _note(migration, request):
+    if request.get("notes"):
+        if not isinstance(request["notes"], dict):
+            raise RecordError("notes must be a mapping")
+        migration.setdefault("notes", {}).update(request["notes"])
+
+
+def _plan_aborted(tenant_id, before, data, version, now, request):
     migration = data.pop("migration", None)
     if not migration:
         return Plan(before, before, version, message="no migration of %s is in progress" % tenant_id)
+    _check_run(tenant_id, migration, request)
+    if step_index(migration.get("step")) >= step_index("dns_switched"):
+        raise RecordError("the migration of %s switched DNS already (step %s): it can only be completed, not aborted"
+                          % (tenant_id, migration.get("step")))
+    migration["aborted_at"] = format_time(now, millis=True)
+    migration.pop("run", None)
+    data["last_aborted_migration"] = migration
+    return Plan(before, data, version, resumed=True)
+
+
+def _plan_completed(tenant_id, before, data, version, now, request=None):
+    migration = data.pop("migration", None)
+    if not migration:
+        return Plan(before, before, version, message="no migration of %s is in progress" % tenant_id)
+    _check_run(tenant_id, migration, request or {})
     if step_index(migration.get("step")) < step_index("record_updated"):
         raise RecordError(
             "the migration of %s is at step %s: record it as migrated before completing it"
             % (tenant_id, migration.get("step"))
         )
     migration["completed_at"] = format_time(now, millis=True)
+    migration.pop("run", None)
     data["last_migration"] = migration
     return Plan(before, data, version, resumed=True)
 

@@ -58,8 +58,8 @@ options:
     type: str
   ssh_keys:
     description:
-      - SSH keys stored in the Hostwinds account to install for root on a new instance (the
-        API's C(keys)).
+      - Names of SSH keys stored in the Hostwinds account (see M(penguinmails.vps.hostwind_ssh_key)) to
+        install for root on a new instance (the API's C(keys[])). Public keys themselves are refused by the API.
     type: list
     elements: str
   billing_cycle:
@@ -80,15 +80,27 @@ options:
         instance; a rerun goes on waiting without creating anything.
     type: int
     default: 600
+  failed_build:
+    description:
+      - What to do with an instance of O(name) whose build failed (found failed, or failing while the
+        module waits for it).
+      - V(fail) fails the task, naming the instance.
+      - V(terminate) terminates it, waits until it is gone, and returns RV(build_failed=true) without failing,
+        so the caller can order a replacement (penguinmails.vps.migrate does, under a new server name); a
+        failed build never blocks a rerun and never stays billed.
+    type: str
+    choices: [fail, terminate]
+    default: fail
 extends_documentation_fragment:
   - penguinmails.vps.hostwinds
+  - penguinmails.vps.attributes
 attributes:
   check_mode:
     support: full
-    description: Reports what would change without calling any action that changes something.
+    details: Reports what would change without calling any action that changes something.
   diff_mode:
     support: full
-    description: Shows the instance's presence and power state before and after.
+    details: Shows the instance's presence and power state before and after.
 notes:
   - Two runs started at the same moment for the same new name can both create an instance;
     every later run then fails with both serviceids named, so the duplicate can be removed.
@@ -144,6 +156,14 @@ status:
   returned: always
   type: str
   sample: active
+build_failed:
+  description: The instance's build had failed and it was terminated (O(failed_build=terminate)).
+  returned: always
+  type: bool
+failed_serviceid:
+  description: The serviceid of the failed instance that was terminated.
+  returned: when RV(build_failed=true)
+  type: int
 instance:
   description: The instance as the API last showed it (no passwords).
   returned: when an instance exists
@@ -248,6 +268,24 @@ def _power(module, client, instance, state):
     return True, client.get_instance(sid)
 
 
+def _failed(instance):
+    status = str((instance or {}).get("status") or "").lower()
+    return status in hw.FAILED_STATES or str((instance or {}).get("vm_state") or "").lower() == "error"
+
+
+def _terminate_failed(module, client, name, instance, before):
+    """Terminate the failed build of ``name`` and report it (O(failed_build=terminate))."""
+    if not module.check_mode:
+        client.terminate(instance["serviceid"])
+        client.wait_gone(name, module.params["wait_timeout"])
+    module.exit_json(
+        changed=True, serviceid=None, main_ip="", status="terminated", build_failed=True,
+        failed_serviceid=instance["serviceid"],
+        msg="the build of %s (serviceid %s) had failed: it was terminated" % (name, instance["serviceid"]),
+        diff=dict(before=dict(before, name=name), after=dict(state="absent", name=name)),
+    )
+
+
 def run(module, client):
     params = module.params
     name = hw.validate_name(params["name"])
@@ -255,6 +293,8 @@ def run(module, client):
     instance = client.find_by_name(name)
     before = _state_of(instance)
     changed = False
+    if state != "absent" and instance and _failed(instance) and params["failed_build"] == "terminate":
+        _terminate_failed(module, client, name, instance, before)
 
     if state == "absent":
         if instance:
@@ -272,7 +312,7 @@ def run(module, client):
             _check_create_options(module, name)
             if module.check_mode:
                 module.exit_json(
-                    changed=True, serviceid=None, main_ip="", status="absent",
+                    changed=True, serviceid=None, main_ip="", status="absent", build_failed=False,
                     diff=dict(before=dict(before, name=name), after=dict(state="present", name=name)),
                 )
             instance = _create(module, client, name)
@@ -287,11 +327,16 @@ def run(module, client):
         elif params["wait"] and not (str(instance.get("status")).lower() == hw.ACTIVE and instance.get("main_ip")):
             try:
                 instance = client.wait_active(instance["serviceid"], params["wait_timeout"])
-            except (hw.HostwindsTimeout, hw.HostwindsBuildFailed) as exc:
+            except hw.HostwindsBuildFailed as exc:
+                if params["failed_build"] == "terminate":
+                    _terminate_failed(module, client, name, client.find_by_name(name) or instance, before)
+                module.fail_json(msg=str(exc), changed=changed, serviceid=instance["serviceid"], status=instance.get("status"))
+            except hw.HostwindsTimeout as exc:
                 module.fail_json(msg=str(exc), changed=changed, serviceid=instance["serviceid"], status=instance.get("status"))
 
     result = dict(
         changed=changed,
+        build_failed=False,
         serviceid=instance["serviceid"] if instance else None,
         main_ip=(instance.get("main_ip") or "") if instance else "",
         status=instance.get("status") if instance else "absent",
@@ -314,6 +359,7 @@ def main():
             billing_cycle=dict(type="str"),
             wait=dict(type="bool", default=True),
             wait_timeout=dict(type="int", default=600),
+            failed_build=dict(type="str", default="fail", choices=["fail", "terminate"]),
             api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["HOSTWINDS_API_KEY"])),
             api_url=dict(type="str", fallback=(env_fallback, ["HOSTWINDS_API_URL"])),
             api_timeout=dict(type="int", default=30),

@@ -48,8 +48,10 @@ options:
         C(migration_reason) are set. A rerun changes nothing.
       - V(completed) ends the migration (it must have reached C(record_updated)) and keeps it as
         C(last_migration). Without a migration in progress it changes nothing.
+      - V(aborted) ends a migration that has not switched DNS yet and keeps it as C(last_aborted_migration)
+        (after the caller destroyed its half-built VPS).
     type: str
-    choices: [query, present, migrating, migrated, completed]
+    choices: [query, present, migrating, migrated, completed, aborted]
     default: query
   domain:
     description:
@@ -77,8 +79,61 @@ options:
     type: str
   dkim_selector:
     description:
-      - The DKIM selector Mailu signs with (O(state=present)); set when DKIM keys rotate to a new selector,
-        read by the migration (default V(dkim)).
+      - The DKIM selector Mailu signs with (O(state=present), or O(state=migrated) when a migration moved to a new
+        selector); set when DKIM keys rotate to a new selector, read by the migration (default V(dkim)).
+    type: str
+  run_id:
+    description:
+      - The id of the run that works on the migration (O(state=migrating)). The first run holds the migration
+        (C(migration.run)); another run is refused with a clear message while the holder may still work, as long as its
+        C(ansible-playbook) process still runs (same controller) or its lease (O(lease_minutes)) has not
+        expired. A holder that is gone is taken over and returned as RV(abandoned).
+      - Every write of a step carries it; a run whose migration was taken over stops.
+    type: str
+  run_owner:
+    description:
+      - Who runs (C(host), C(pid), C(pid_start) of the C(ansible-playbook) process). Set by the module's action
+        plugin; not to be given by hand.
+    type: dict
+  lease_minutes:
+    description:
+      - How long a run's hold lasts without a new step, for runs on other controllers.
+    type: int
+    default: 30
+  takeover:
+    description:
+      - Take the migration over even from a run that may still work (O(state=migrating)).
+    type: bool
+    default: false
+  replace_server:
+    description:
+      - The build of the new VPS failed (and it was terminated); record it under C(failed_servers) and go on with
+        the next server name (O(state=migrating), before step C(ssh_access)).
+    type: bool
+    default: false
+  notes:
+    description:
+      - Facts of the migration to keep in C(migration.notes) (O(state=migrating)), for example which secrets a
+        compromise rotated. Never secrets.
+    type: dict
+  release:
+    description:
+      - The run of O(run_id) lets go of the migration (O(state=migrating)), after its failure was audited, so the next
+        run does not report it as abandoned.
+    type: bool
+    default: false
+  ended_runs:
+    description:
+      - Runs known to have ended after auditing their failure, which could not release the migration (Vault sealed
+        or unreachable at that moment). Set by the module's action plugin from this controller's markers; not to be
+        given by hand.
+    type: list
+    elements: str
+    default: []
+  forget_host_keys:
+    description:
+      - An address whose host keys the record must forget (O(state=migrating)), so that the first contact with a new VPS
+        records its keys afresh, whatever an earlier server at that address had.
     type: str
   contact_email:
     description:
@@ -115,13 +170,16 @@ options:
     default: vps
 extends_documentation_fragment:
   - penguinmails.vps.vault
+  - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.action
+  - penguinmails.vps.attributes.action_group
 attributes:
   check_mode:
     support: full
-    description: Reports the record the run would write, and writes nothing.
+    details: Reports the record the run would write, and writes nothing.
   diff_mode:
     support: full
-    description: Shows the record before and after.
+    details: Shows the record before and after.
 seealso:
   - module: penguinmails.vps.hostwind_vps
 """
@@ -219,6 +277,24 @@ migration:
     old_vps_name:
       description: Server name of the VPS being replaced.
       type: str
+    run:
+      description: The run that holds the migration (C(id), C(host), C(pid), C(pid_start), C(started_at), C(lease_until)).
+      type: dict
+    abandoned_runs:
+      description: Earlier runs that stopped without finishing and were taken over (C(run), C(host), C(step), C(found_at)).
+      type: list
+      elements: dict
+    failed_servers:
+      description: New servers whose build failed and which were replaced (C(server_name), C(serviceid), C(at)).
+      type: list
+      elements: dict
+    notes:
+      description: Facts of the migration (the secrets a compromise rotated, the DKIM selectors, the account key name...).
+      type: dict
+abandoned:
+  description: The earlier run this run took the migration over from (its id, host, step), to audit.
+  returned: when a run was taken over
+  type: dict
 resumed:
   description: Whether a migration was already in progress before the run.
   returned: always
@@ -242,12 +318,25 @@ msg:
 from ansible_collections.penguinmails.vps.plugins.module_utils import tenant_record
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
+    VaultCASConflict,
     VaultError,
     get_client,
     vault_module,
 )
 
-REQUEST_OPTIONS = tenant_record.FIELDS + ("reason", "step", "server_name", "new_vps_id", "new_vps_ip")
+REQUEST_OPTIONS = tenant_record.FIELDS + ("reason", "step", "server_name", "new_vps_id", "new_vps_ip", "run_id", "run_owner",
+                                          "lease_minutes", "takeover", "replace_server", "notes", "forget_host_keys",
+                                          "release", "ended_runs")
+
+
+def pid_alive(pid, start):
+    """Whether process ``pid`` runs and started at ``start`` (field 22 of /proc/<pid>/stat)."""
+    try:
+        with open("/proc/%d/stat" % int(pid)) as handle:
+            fields = handle.read().rsplit(") ", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return False
+    return fields[0] != "Z" and (not start or fields[19] == str(start))
 
 
 def main():
@@ -268,15 +357,34 @@ def main():
             server_name=dict(type="str"),
             new_vps_id=dict(type="raw"),
             new_vps_ip=dict(type="str"),
+            run_id=dict(type="str"),
+            run_owner=dict(type="dict"),
+            lease_minutes=dict(type="int", default=tenant_record.DEFAULT_LEASE_MINUTES),
+            takeover=dict(type="bool", default=False),
+            replace_server=dict(type="bool", default=False),
+            notes=dict(type="dict"),
+            forget_host_keys=dict(type="str", no_log=False),
+            release=dict(type="bool", default=False),
+            ended_runs=dict(type="list", elements="str", default=[]),
             mount=dict(type="str", default="vps"),
         )
     )
     p = module.params
+    request = dict((name, p[name]) for name in REQUEST_OPTIONS)
+    request["pid_alive"] = pid_alive
     try:
         store = tenant_record.RecordStore(get_client(p), p["tenant_id"], mount=p["mount"])
-        planned = store.plan(p["state"], dict((name, p[name]) for name in REQUEST_OPTIONS))
-        if planned.changed and not module.check_mode:
-            store.commit(planned)
+        for attempt in (1, 2):
+            planned = store.plan(p["state"], request)
+            if not planned.changed or module.check_mode:
+                break
+            try:
+                store.commit(planned)
+                break
+            except VaultCASConflict:
+                if attempt == 2:
+                    raise
+                # Another run wrote meanwhile: plan again on what it wrote (its lock, if any, is then seen).
     except (ValidationError, VaultError, tenant_record.RecordError) as exc:
         module.fail_json(msg=str(exc))
     after = planned.after or {}
@@ -291,6 +399,8 @@ def main():
     )
     if planned.message:
         result["msg"] = planned.message
+    if getattr(planned, "abandoned", None):
+        result["abandoned"] = planned.abandoned
     if module._diff:
         result["diff"] = dict(before=planned.before or {}, after=after)
     module.exit_json(**result)

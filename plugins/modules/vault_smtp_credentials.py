@@ -38,7 +38,7 @@ attributes:
 options:
   tenant_id:
     description:
-      - The tenant, matching C(^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$).
+      - The tenant, matching C(^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z).
     type: str
     required: true
   state:
@@ -79,6 +79,12 @@ options:
     description:
       - Also return the resulting password, for example to hand it to another system.
       - The task must set C(no_log=true); the module refuses otherwise.
+    type: bool
+    default: false
+  rotate_secret_key:
+    description:
+      - With a rotation, also replace Mailu's C(SECRET_KEY) (field C(secret_key)), as after a compromise of the VPS
+        that held it. A new record always gets one.
     type: bool
     default: false
 seealso:
@@ -125,6 +131,16 @@ version:
   description: The KV version holding the result (null in check mode when it would change).
   returned: always
   type: int
+policy_problem:
+  description:
+    - Empty when the stored credentials meet the policy (an address as username, a password of 12 or more
+      printable characters without whitespace), else the one rule they break. Never the password.
+  returned: always
+  type: str
+secret_key_rotated:
+  description: Whether Mailu's C(SECRET_KEY) (C(secret_key)) was replaced too.
+  returned: always
+  type: bool
 password:
   description: The password; only with O(return_password=true) and C(no_log=true).
   returned: when O(return_password=true)
@@ -160,6 +176,7 @@ def main():
             password_length=dict(type="int", default=32, no_log=False),
             mount=dict(type="str", default="smtp"),
             return_password=dict(type="bool", default=False, no_log=False),
+            rotate_secret_key=dict(type="bool", default=False, no_log=False),
         )
     )
     p = module.params
@@ -169,10 +186,13 @@ def main():
     try:
         store = smtp_credentials.SmtpCredentialsStore(get_client(p), p["tenant_id"], mount=p["mount"])
         plan = store.plan(p["state"], now, username=p["username"], webmail_url=p["webmail_url"],
-                          rotation_days=p["rotation_days"], force=p["force"], password_length=p["password_length"])
+                          rotation_days=p["rotation_days"], force=p["force"], password_length=p["password_length"],
+                          rotate_secret_key=p["rotate_secret_key"])
         for data in (plan.before, plan.after):
             if data and data.get("password") and not p["return_password"]:
                 module.no_log_values.add(data["password"])
+            if data and data.get("secret_key"):
+                module.no_log_values.add(data["secret_key"])
         if plan.changed and not module.check_mode:
             store.commit(plan)
         elif plan.changed:
@@ -189,6 +209,8 @@ def main():
         last_rotated=after.get("last_rotated"),
         next_rotation=timeutil.format_time((last or now) + datetime.timedelta(days=p["rotation_days"])),
         version=plan.version,
+        policy_problem=smtp_credentials.policy_problem(after),
+        secret_key_rotated=plan.action == "rotated" and (plan.before or {}).get("secret_key") != after.get("secret_key"),
     )
     if p["return_password"] and not module.check_mode:
         result["password"] = after["password"]

@@ -206,3 +206,20 @@ def test_api_key_option_never_reaches_the_output(hwsim, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert result["changed"] is True and result["status"] == "active"
     assert API_KEY not in proc.stdout + proc.stderr
+
+
+def test_a_failed_build_is_terminated_when_asked_and_reported_without_failing(hwsim, tmp_path):
+    hwsim.faults(fail_build=1)
+    proc, result = vps(hwsim, tmp_path, name="pm-failing-2", plan="1", location="2", image="debian-12",
+                       failed_build="terminate", wait_timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert result["build_failed"] is True and result["changed"] is True and result["status"] == "terminated"
+    assert result["failed_serviceid"] and hwsim.instances_named("pm-failing-2") == []
+    # Without failed_build=terminate a failed build fails the task, naming it.
+    hwsim.faults(fail_build=1)
+    proc, result = vps(hwsim, tmp_path, name="pm-failing-3", plan="1", location="2", image="debian-12", wait_timeout=120)
+    assert proc.returncode != 0 and "pm-failing-3" in proc.stdout and "failed to build" in proc.stdout
+    # A rerun with failed_build=terminate clears it instead of failing on it forever.
+    proc, result = vps(hwsim, tmp_path, name="pm-failing-3", plan="1", location="2", image="debian-12",
+                       failed_build="terminate", wait_timeout=120)
+    assert proc.returncode == 0 and result["build_failed"] is True and hwsim.instances_named("pm-failing-3") == []

@@ -25,7 +25,7 @@ import pytest
 from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys
 from ansible_collections.penguinmails.vps.plugins.module_utils import vault_client as vc
 from tests.support.ansible_run import REPO, VENV_BIN, ansible_env, ensure_collection_link
-from tests.support.wait import wait_until
+from tests.support.agents import wait_agents_gone
 
 PLAYBOOKS = os.path.join(REPO, "playbooks")
 HOSTS, TENANTS_PER_HOST = 3, 2
@@ -81,7 +81,6 @@ class Fleet(object):
 
     def kill_at_task(self, playbook, task_number, **extra):
         """Run ``playbook`` and SIGKILL its whole process group when the ``task_number``-th task starts."""
-        agents_before = set(agent_dirs())
         proc = self.start(playbook, **extra)
         seen, output = 0, []
         for line in proc.stdout:
@@ -95,7 +94,7 @@ class Fleet(object):
         rest = proc.stdout.read() if proc.stdout else ""
         proc.stdout.close()
         # The run's watchdog stops its agent and removes the agent's directory once the run is gone.
-        wait_until(lambda: not (set(agent_dirs()) - agents_before), 30, "the killed run's ssh-agent to be cleaned up")
+        wait_agents_gone(proc.pid)
         return proc.returncode, "".join(output) + rest
 
     # -- checks --------------------------------------------------------------------------
@@ -150,10 +149,6 @@ class Fleet(object):
     def current_keys_log_in(self, tenant):
         record = self.admin_record(tenant).data
         return self.can_login(record["private_key"], "root", self.tenants[tenant]["ip"])
-
-
-def agent_dirs():
-    return [os.path.join("/tmp", name) for name in os.listdir("/tmp") if name.startswith("pm-agent-")]
 
 
 def pem_files(since, key_lines, exclude=()):

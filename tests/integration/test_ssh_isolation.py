@@ -15,8 +15,8 @@ import pytest
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys
 from ansible_collections.penguinmails.vps.plugins.module_utils import vault_client as vc
+from tests.support.agents import wait_agents_gone
 from tests.support.ssh_env import Env, tenant_user
-from tests.support.wait import wait_until
 
 
 @pytest.fixture()
@@ -167,13 +167,11 @@ def test_an_unreachable_host_fails_its_tenant_and_leaves_no_key_behind(lab, tmp_
     env.play("rotate", tenant_id=env.tenant_id, key_type="ed25519")
     confirmed = env.secret("admin").data
     lab.destroy_host(host["name"])
-    agents_before = [name for name in os.listdir("/tmp") if name.startswith("pm-agent-")]
     result = env.play("rotate", expect_rc=2, tenant_id=env.tenant_id, force=True)
     assert env.tenant_id in result.stdout and "tenant(s) failed" in result.stdout
     data = env.secret("admin").data
     assert data["fallback_private_key"] == confirmed["private_key"]  # the key the host has stays in the record
-    # The run's ssh-agent (the only place its keys were) is gone with the run; no key file was ever written.
-    wait_until(lambda: not [name for name in os.listdir("/tmp") if name.startswith("pm-agent-") and name not in agents_before],
-               30, "the run's ssh-agent to be gone")
+    # The run's ssh-agent (the only place its keys were) goes with the run; no key file was ever written.
+    wait_agents_gone(env.last_pid)
     events = [e for e in env.audit_events() if e["status"] == "failure" and e["tenantId"] == env.tenant_id]
     assert events, json.dumps(env.audit_events())[-2000:]

@@ -35,9 +35,13 @@ Lab-only hooks, outside the API path and without the API key (loopback only):
   that action answers an API error and changes nothing).
 * ``POST /lab/reset`` forgets the call counters and faults (instances stay).
 
-When ``add_instance`` is given ``keys`` (comma separated), entries that are OpenSSH public keys
-are added to root's ``authorized_keys`` beside the lab's provisioning key (a lab convenience:
-at Hostwinds, keys name SSH keys stored in the account).
+SSH keys, as at Hostwinds: ``add_instance``'s ``keys`` (sent as the array ``keys[]``) name SSH keys stored in
+the account, registered beforehand with ``add_ssh_key`` (``name``, ``ssh_key``); ``get_ssh_keys`` lists them and
+``delete_ssh_key`` (``name``) removes one. A name that is not registered, or a raw public key given in ``keys``,
+is refused with an API error and nothing is ordered. The named keys' public keys are put in root's
+``authorized_keys`` of the new host, beside the lab's provisioning key (the image's own access, outside the
+API). The assumptions about the parts of this contract the public documentation does not show are written
+down in docs/hostwinds.md.
 """
 
 from __future__ import annotations
@@ -60,7 +64,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode
 
 API_PATH = "/cloud/api.php"
-READ_ACTIONS = ("get_instances", "get_instance", "get_instance_ips")
+READ_ACTIONS = ("get_instances", "get_instance", "get_instance_ips", "get_ssh_keys")
+SSH_KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SSH_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( [^\n]*)?$")
 ACTION_TITLES = {
     "add_instance": "Add Instance",
     "get_instances": "Get Instances",
@@ -71,6 +77,9 @@ ACTION_TITLES = {
     "boot": "Boot",
     "shutdown": "Shutdown",
     "reboot": "Reboot",
+    "add_ssh_key": "Add SSH Key",
+    "get_ssh_keys": "Get SSH Keys",
+    "delete_ssh_key": "Delete SSH Key",
 }
 FIRST_SERVICEID = 100001
 HOST_NAME_RE = re.compile(r"^hw[0-9]+$")  # lab host names: "hw<serviceid>"
@@ -122,6 +131,7 @@ class Simulator:
             state = {}
         state.setdefault("next_serviceid", FIRST_SERVICEID)
         state.setdefault("instances", {})
+        state.setdefault("ssh_keys", {})
         state.setdefault("calls", {"actions": {}, "add_instance": {}})
         faults = dict(DEFAULT_FAULTS)
         faults.update(state.get("faults") or {})
@@ -205,9 +215,16 @@ class Simulator:
             raise ApiError("qty must be a number")
         if not 1 <= qty <= MAX_QTY:
             raise ApiError("qty must be between 1 and %d" % MAX_QTY)
-        keys = [key.strip() for key in (form.get("keys") or "").split(",") if key.strip()]
+        names = [name.strip() for name in form.get("keys[]") or [] if name.strip()]
+        if form.get("keys"):
+            names += [name.strip() for name in form["keys"].split(",") if name.strip()]
         created = []
         with self.lock:
+            keys = []
+            for name in names:
+                if name not in self.state["ssh_keys"]:
+                    raise ApiError("Invalid SSH key: %s is not an SSH key of this account" % name[:40])
+                keys.append(self.state["ssh_keys"][name]["key"])
             for _index in range(qty):
                 sid = self.state["next_serviceid"]
                 self.state["next_serviceid"] = sid + 1
@@ -227,7 +244,8 @@ class Simulator:
                     "template_uuid": form["template"],
                     "product_id": form["rid"],
                     "billingcycle": form.get("billingcycle") or "monthly",
-                    "ssh_keys": keys,
+                    "ssh_keys": names,
+                    "lab_ssh_public_keys": keys,
                     "created_at": _now(),
                     "updated_at": _now(),
                     "lab_host": "hw%d" % sid,
@@ -279,6 +297,32 @@ class Simulator:
         self._start_build(str(inst["serviceid"]))
         return [{"result": "success", "action": title, "message": "Instance Server#%d is being rebuilt!" % inst["serviceid"]}]
 
+    def _do_add_ssh_key(self, form, title):
+        name, key = (form.get("name") or "").strip(), (form.get("ssh_key") or "").strip()
+        if not SSH_KEY_NAME_RE.match(name):
+            raise ApiError("A valid name is required.")
+        if not SSH_KEY_RE.match(key):
+            raise ApiError("A valid ssh_key is required.")
+        with self.lock:
+            if name in self.state["ssh_keys"]:
+                raise ApiError("An SSH key named %s already exists." % name)
+            self.state["ssh_keys"][name] = {"name": name, "key": key, "created_at": _now()}
+            self.save()
+        return [{"result": "success", "action": title, "message": "SSH key %s added" % name}]
+
+    def _do_get_ssh_keys(self, form, title):
+        with self.lock:
+            return {"success": [dict(entry) for _name, entry in sorted(self.state["ssh_keys"].items())]}
+
+    def _do_delete_ssh_key(self, form, title):
+        name = (form.get("name") or "").strip()
+        with self.lock:
+            if name not in self.state["ssh_keys"]:
+                raise ApiError("A valid SSH key name is required.")
+            del self.state["ssh_keys"][name]
+            self.save()
+        return [{"result": "success", "action": title, "message": "SSH key %s deleted" % name}]
+
     def _power(self, form, title, vm_state, power_state, message):
         with self.lock:
             inst = self._instance(form)
@@ -320,7 +364,7 @@ class Simulator:
                 self.state["faults"]["fail_build"] -= 1
                 self.save()
             name = inst["lab_host"]
-            extra_keys = [key for key in inst["ssh_keys"] if key.startswith(("ssh-", "ecdsa-", "sk-"))]
+            extra_keys = list(inst.get("lab_ssh_public_keys") or [])
         error = None
         ip = None
         if fail:
@@ -426,7 +470,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0] != API_PATH:
             self._send(404, {"error": "not found"})
             return
-        form = {key: values[-1] for key, values in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        parsed = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        form = {key: values[-1] for key, values in parsed.items()}
+        form["keys[]"] = parsed.get("keys[]", [])  # an array, as PHP reads keys[]=a&keys[]=b
         action = form.get("action", "")
         try:
             status, payload = self.sim.handle(form)

@@ -195,6 +195,8 @@ def _start_openbao(state_dir):
         "audit_log": audit_log,
         "log": server.log_path,
         "pid": server.proc.pid,
+        # lab.json is 0600: fault tests seal OpenBao and unseal it again.
+        "unseal_key": server.unseal_key,
     }
 
 

@@ -193,11 +193,14 @@ def seed_tenant(desc, tenant_id=None, domain=None):
         "private_key": dkim_pem.decode(), "public_key": dkim_public,
         "created_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
 
-    # The old VPS, built by the simulator with the Vault admin key for root.
+    # The old VPS, built by the simulator with the Vault admin key for root (an SSH key of the account, as at
+    # Hostwinds), then the key leaves the account again.
     old_name = "pm-%s-1" % tenant_id
+    hostwinds(desc, "add_ssh_key", name="%s-seed" % old_name, ssh_key=public["admin"])
     hostwinds(desc, "add_instance", srvrname=old_name, template=SIM_PLAN["image"], rid=SIM_PLAN["plan"],
-              location_id=SIM_PLAN["location"], keys=public["admin"])
+              location_id=SIM_PLAN["location"], **{"keys[]": "%s-seed" % old_name})
     old = _wait_active(desc, old_name)
+    hostwinds(desc, "delete_ssh_key", name="%s-seed" % old_name)
     old_host = lab_host_name(desc, old["serviceid"])
 
     # Mailu on the old VPS: files where Mailu has them, the admin account, Mailu's daemons running.
@@ -219,7 +222,8 @@ def seed_tenant(desc, tenant_id=None, domain=None):
     publish_dkim_txt(desc, domain, lab_mail.dkim_txt(dkim_pem))
     store = tenant_record.RecordStore(client, tenant_id)
     planned = store.plan("present", {"domain": domain, "vps_id": old["serviceid"], "vps_ip": old["main_ip"],
-                                     "vps_name": old_name, "plan": SIM_PLAN["plan"], "region": SIM_PLAN["location"]})
+                                     "vps_name": old_name, "plan": SIM_PLAN["plan"], "region": SIM_PLAN["location"],
+                                     "contact_email": "admin@%s" % domain})
     store.commit(planned)
     return Tenant(tenant_id=tenant_id, domain=domain, mail_host=mail_host, admin_user="admin@%s" % domain,
                   old_vps={"serviceid": old["serviceid"], "ip": old["main_ip"], "name": old_name, "lab_host": old_host})
@@ -228,7 +232,6 @@ def seed_tenant(desc, tenant_id=None, domain=None):
 def lab_vars(desc, tenant):
     """Extra vars that point migrate.yml at the lab (they hold the TSIG secret: pass them as a file)."""
     dns_info = desc["dns"]
-    ssh_args = " ".join(SSH_OPTIONS[:4])
     return {
         "migrate_dns_server": dns_info["address"],
         "migrate_dns_port": dns_info["port"],
@@ -240,14 +243,14 @@ def lab_vars(desc, tenant):
         "migrate_vps_location": SIM_PLAN["location"],
         "migrate_vps_image": SIM_PLAN["image"],
         "migrate_vps_wait_timeout": 120,
-        "migrate_ssh_common_args": ssh_args,
-        "migrate_python_interpreter": "/usr/bin/python3",
+        "penguinmails_python_interpreter": "/usr/bin/python3",
         "migrate_verify_validate_certs": False,
         "migrate_verify_fetch_timeout": 20,
-        "migrate_notify_to": tenant["admin_user"],
-        "migrate_notify_smtp_host": "{{ migrate_ctx.new_ip }}",
-        "migrate_notify_smtp_port": 25,
-        "migrate_notify_secure": "never",
+        # The tenant's notices go to its own mailbox, delivered by the new VPS's Postfix (a lab stand-in for the
+        # company's relay).
+        "penguinmails_notify_smtp_host": "{{ migrate_ctx.new_ip }}",
+        "penguinmails_notify_smtp_port": 25,
+        "penguinmails_notify_security": "none",
         "migrate_mailu_stop_command": lab_mail.STOP_COMMAND,
         "mailu_install_docker": False,
         "mailu_start_command": lab_mail.START_COMMAND,
@@ -275,7 +278,6 @@ def run_lab_playbook(desc, tenant, workdir, playbook, extra_vars=None, audit_fil
     ensure_collection_link()
     os.makedirs(workdir, exist_ok=True)
     values = lab_vars(desc, tenant)
-    values["migrate_ssh_key_tmpdir"] = workdir  # a killed run leaves its key file here, not in /tmp
     values.update(extra_vars or {})
     vars_file = os.path.join(workdir, "lab-vars.json")
     fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -294,6 +296,9 @@ def run_lab_playbook(desc, tenant, workdir, playbook, extra_vars=None, audit_fil
     cmd = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, playbook,
            "-e", "tenant_id=%s" % tenant.tenant_id, "-e", "@%s" % vars_file] + list(args)
     kwargs = dict(env=ansible_env(env), cwd=REPO, stdin=subprocess.DEVNULL)
+    if popen == "pipe":  # read the output as it comes (fault injection at a given task)
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                **kwargs)
     if popen:
         log = open(os.path.join(workdir, "migrate.log"), "ab")
         try:
@@ -313,6 +318,20 @@ def read_events(path):
 def read_record(desc, tenant_id):
     secret = vault(desc).read_or_none("vps", "%s/record" % tenant_id)
     return secret.data if secret else None
+
+
+def ssh_with_key(private_key, ip, command, workdir, user="root"):
+    """Log in as ``user`` on ``ip`` with exactly ``private_key`` (a 0600 file of the test's own, removed after)."""
+    path = os.path.join(workdir, "key-%s" % secrets.token_hex(4))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(private_key)
+    try:
+        return subprocess.run(["ssh", "-i", path, "-F", "/dev/null", "-o", "IdentityAgent=none"] + SSH_OPTIONS
+                              + ["%s@%s" % (user, ip), command],
+                              capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    finally:
+        os.unlink(path)
 
 
 def ssh_admin(desc, tenant_id, ip, command, workdir):

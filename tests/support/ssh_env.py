@@ -43,7 +43,11 @@ class Env(object):
                "-e", json.dumps(extra)]
         env = ansible_env(dict(self.lab.env(), ANSIBLE_CALLBACKS_ENABLED="penguinmails.vps.audit",
                                PENGUINMAILS_AUDIT_FILE=str(self.audit_file), PENGUINMAILS_AUDIT_USER="ops-test"))
-        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                stdin=subprocess.DEVNULL)
+        stdout, stderr = proc.communicate(timeout=600)
+        self.last_pid = proc.pid  # the ansible-playbook process (its ssh-agent watchdogs guard it)
+        result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
         OUTPUTS.append(result.stdout + result.stderr)
         output = result.stdout[-6000:] + result.stderr[-3000:]
         if expect_rc is not None:

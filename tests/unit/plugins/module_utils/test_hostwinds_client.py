@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import socket
+import os
 import subprocess
 
 import pytest
@@ -261,3 +262,31 @@ def test_no_part_of_the_key_survives_in_an_api_error(before, after):
 @given(name=st.from_regex(hw.NAME_RE, fullmatch=True))
 def test_every_name_of_the_pattern_is_accepted(name):
     assert hw.validate_name(name) == name
+
+
+def test_new_instances_get_account_keys_by_name_and_raw_keys_are_refused(fresh, tmp_path):
+    """As at Hostwinds: add_instance's keys[] names SSH keys stored in the account (add_ssh_key)."""
+    client = client_for(fresh)
+    key = tmp_path / "k"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public = (tmp_path / "k.pub").read_text().strip()
+    name = "pm-keys-%s" % os.urandom(3).hex()
+    with pytest.raises(hw.HostwindsAPIError, match="not an SSH key of this account"):
+        client.add_instance("pm-keys-1", template="debian-12", rid="1", location_id="2", keys=[name])
+    with pytest.raises(hw.HostwindsConfigError, match="invalid Hostwinds SSH key name"):
+        client.add_instance("pm-keys-1", template="debian-12", rid="1", location_id="2", keys=[public])
+    assert fresh.instances() == []
+    client.add_ssh_key(name, public)
+    assert client.find_ssh_key(name)["key"] == public
+    with pytest.raises(hw.HostwindsAPIError, match="already exists"):
+        client.add_ssh_key(name, public)
+    client.add_instance("pm-keys-1", template="debian-12", rid="1", location_id="2", keys=[name])
+    active = client.wait_active(client.find_by_name("pm-keys-1")["serviceid"], timeout=120, interval=0.1)
+    login = subprocess.run(["ssh", "-i", str(key), "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                            "root@%s" % active["main_ip"], "true"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert login.returncode == 0, login.stderr
+    # The wire format: keys[] as an array (the simulator parses it as PHP does): the instance names the key.
+    assert fresh.instances_named("pm-keys-1")[0]["ssh_keys"] == [name]
+    client.delete_ssh_key(name)
+    assert client.find_ssh_key(name) is None

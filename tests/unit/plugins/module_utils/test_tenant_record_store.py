@@ -127,6 +127,7 @@ def test_new_server_identity_is_fixed_once_recorded():
 
 def full_migration():
     record = run("migrating", dict(OLD), reason="compromise").after
+    record = run("migrating", record, now=later(1), step="secrets_rotated").after
     record = run("migrating", record, now=later(1), step="provisioned", new_vps_id="202", new_vps_ip="198.18.0.3").after
     for offset, step in enumerate(("ssh_access", "mailu", "dkim", "verified"), start=2):
         record = run("migrating", record, now=later(offset), step=step).after
@@ -159,7 +160,8 @@ def test_completed_keeps_last_migration_and_is_idempotent():
     with pytest.raises(tr.RecordError, match="record it as migrated"):
         run("completed", record)
     record = run("migrated", record, now=later(9)).after
-    record = run("migrating", record, now=later(10), step="old_vps_destroyed").after
+    record = run("migrated", record, now=later(10), step="old_vps_wiped").after
+    record = run("migrated", record, now=later(10), step="old_vps_destroyed").after
     done = run("completed", record, now=later(11))
     assert done.changed and "migration" not in done.after
     last = done.after["last_migration"]
@@ -169,6 +171,80 @@ def test_completed_keeps_last_migration_and_is_idempotent():
     assert not run("completed", None).changed
     # The next migration goes on numbering.
     assert run("migrating", done.after, reason="upgrade").after["migration"]["server_name"] == "pm-acme-3"
+
+
+def test_one_run_holds_a_migration_and_a_gone_run_is_taken_over():
+    owner = {"host": "ctl1", "pid": 4242, "pid_start": "99"}
+    alive = {"pid": True}
+
+    def pid_alive(pid, start):
+        return alive["pid"]
+
+    first = run("migrating", dict(OLD), reason="failure", run_id="r1", run_owner=owner, pid_alive=pid_alive)
+    assert first.after["migration"]["run"]["id"] == "r1" and first.abandoned is None
+    # Another run on the same controller, while r1's process lives: refused, nothing written.
+    with pytest.raises(tr.RecordError, match="a migration run of acme is in progress \\(run r1 on ctl1, pid 4242"):
+        run("migrating", first.after, now=later(1), run_id="r2", run_owner=owner, pid_alive=pid_alive)
+    # r1 was killed: r2 takes over and gets the abandoned run to audit.
+    alive["pid"] = False
+    taken = run("migrating", first.after, now=later(2), run_id="r2", run_owner=owner, pid_alive=pid_alive)
+    assert taken.after["migration"]["run"]["id"] == "r2"
+    assert taken.abandoned == {"run": "r1", "host": "ctl1", "step": "recorded", "found_at": "2026-11-23T12:00:02Z",
+                               "taken_over": False}
+    # r1 comes back (a paused process): its next step write stops it.
+    with pytest.raises(tr.RecordError, match="taken over by run r2"):
+        run("migrated", taken.after, run_id="r1")
+    # From another controller the lease decides; takeover forces it.
+    other = {"host": "ctl2", "pid": 1, "pid_start": "1"}
+    with pytest.raises(tr.RecordError, match="in progress"):
+        run("migrating", taken.after, now=later(3), run_id="r3", run_owner=other, pid_alive=pid_alive)
+    forced = run("migrating", taken.after, now=later(3), run_id="r3", run_owner=other, pid_alive=pid_alive, takeover=True)
+    assert forced.abandoned["taken_over"] is True
+    expired = T0 + datetime.timedelta(minutes=31)
+    assert run("migrating", taken.after, now=expired, run_id="r4", run_owner=other, pid_alive=pid_alive).abandoned["run"] == "r2"
+
+
+def test_a_failed_run_releases_and_an_ended_run_is_not_called_abandoned():
+    owner = {"host": "ctl1", "pid": 7, "pid_start": "1"}
+
+    def dead(pid, start):
+        return False
+
+    held = run("migrating", dict(OLD), reason="failure", run_id="r1", run_owner=owner, pid_alive=dead).after
+    released = run("migrating", held, run_id="r1", release=True).after
+    assert "run" not in released["migration"] and released["migration"]["server_name"] == "pm-acme-2"
+    resumed = run("migrating", released, run_id="r2", run_owner=owner, pid_alive=dead)
+    assert resumed.abandoned is None and resumed.after["migration"]["run"]["id"] == "r2"
+    # r2 ended after auditing its failure but Vault refused its release: its marker keeps r3 from reporting it.
+    again = run("migrating", resumed.after, run_id="r3", run_owner=owner, pid_alive=dead, ended_runs=["r2"])
+    assert again.abandoned is None
+    assert run("migrating", resumed.after, run_id="r3", run_owner=owner, pid_alive=dead).abandoned["run"] == "r2"
+
+
+def test_a_failed_build_is_replaced_under_a_new_name_and_an_abort_clears_the_migration():
+    record = run("migrating", dict(OLD), reason="upgrade").after
+    assert record["migration"]["server_name"] == "pm-acme-2"
+    replaced = run("migrating", record, now=later(1), replace_server=True)
+    assert replaced.after["migration"]["server_name"] == "pm-acme-3" and "goes on with pm-acme-3" in replaced.message
+    assert [item["server_name"] for item in replaced.after["migration"]["failed_servers"]] == ["pm-acme-2"]
+    again = run("migrating", replaced.after, now=later(2), replace_server=True).after
+    assert again["migration"]["server_name"] == "pm-acme-4"
+    built = run("migrating", again, now=later(3), step="ssh_access", new_vps_id="9", new_vps_ip="198.18.0.9").after
+    with pytest.raises(tr.RecordError, match="set up already"):
+        run("migrating", built, replace_server=True)
+    aborted = run("aborted", built, now=later(4)).after
+    assert "migration" not in aborted and aborted["last_aborted_migration"]["server_name"] == "pm-acme-4"
+    switched = run("migrating", full_migration(), now=later(8), step="dns_switched").after
+    with pytest.raises(tr.RecordError, match="only be completed, not aborted"):
+        run("aborted", switched)
+
+
+def test_forget_host_keys_of_an_address_and_keep_notes():
+    record = dict(OLD, host_keys={"198.18.0.3": ["ssh-ed25519 AAAA"], "198.18.0.2": ["ssh-ed25519 BBBB"]},
+                  host_key_fingerprints={"198.18.0.3": ["SHA256:x"]})
+    record = run("migrating", record, reason="upgrade", forget_host_keys="198.18.0.3", notes={"host_keys_for": "198.18.0.3"}).after
+    assert record["host_keys"] == {"198.18.0.2": ["ssh-ed25519 BBBB"]} and record["host_key_fingerprints"] == {}
+    assert record["migration"]["notes"] == {"host_keys_for": "198.18.0.3"}
 
 
 # -- the store, against a real OpenBao -------------------------------------------------------
