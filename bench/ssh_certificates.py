@@ -193,10 +193,9 @@ def main():
         hosts = len(host_list)
         print("%d hosts, forks %d, median of %d runs each" % (hosts, args.forks, args.repeat))
         print("%-44s %10s %12s %14s" % ("mode", "run s", "ssh_agent s", "signed / run"))
-        print("%-44s %10.2f %12.2f %14s" % ("stored keys (%d Vault reads, %d keys)" % (hosts, hosts), keys, agent_keys,
-                                              max(signed["keys"])))
-        print("%-44s %10.2f %12.2f %14s" % ("certificates (one signing, one key)", certs, agent_certs,
-                                              max(signed["certificates"])))
+        row = "%-44s %10.2f %12.2f %14s"
+        print(row % ("stored keys (%d Vault reads, %d keys)" % (hosts, hosts), keys, agent_keys, max(signed["keys"])))
+        print(row % ("certificates (one signing, one key)", certs, agent_certs, max(signed["certificates"])))
         print("certificates/keys ratio: %.2fx the whole run, %.2fx the ssh_agent task" % (certs / keys, agent_certs / agent_keys))
         print("per host: %.3f s (keys), %.3f s (certificates)" % (keys / hosts, certs / hosts))
         assert max(signed["certificates"]) == 1 and max(signed["keys"]) == 0, signed

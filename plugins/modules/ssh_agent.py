@@ -180,6 +180,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+ansible_facts:
+  description: The fact C(penguinmails_ssh_agent) - the agent's description (as RV(agent)), which later tasks of the run reuse.
+  returned: always
+  type: dict
 agent:
   description: The agent (its socket, its private directory, the watchdog's pid).
   returned: unless O(state=stopped)

@@ -157,7 +157,7 @@ def main():
             module.fail_json(msg="ssh_krl: cannot write %s: %s" % (p["path"], exc.strerror or exc))
     elif not module.check_mode:
         changed = module.set_mode_if_different(p["path"], p["mode"], False)
-    result = dict(changed=changed, entries=entries, path=p["path"])
+    result = dict(changed=changed, entries=entries)
     if module._diff:
         try:
             before = sc.describe_krl(current) if current else []

@@ -94,6 +94,9 @@ def localhost_cases(lab, tmp, tenant, relay):
     dns = lab["dns"]
     password = seed.vault(lab).read("smtp", "%s/admin" % tid).data["password"]
     lab_api(lab, "POST", "/v1/sys/auth/%s" % ("up" + new), {"type": "userpass"})
+    # SSH certificate mode: a KV mount of these cases (records, revocations) and CA mounts made by vault_ssh_ca
+    lab_api(lab, "POST", "/v1/sys/mounts/kv%s" % new, {"type": "kv", "options": {"version": "2"}})
+    lab_api(lab, "POST", "/v1/kv%s/data/%s/record" % (new, other), {"data": {"vps_ip": "192.0.2.7"}})
     audit_file = str(tmp / "audit.jsonl")
     log = tmp / "auth.log"
     log.write_text(
@@ -358,12 +361,63 @@ LOCALHOST_CASES = """
        register: r_tenant_record__create_other}
     - {penguinmails.vps.tenant_record: {tenant_id: "@other@", state: migrating, reason: failure, run_id: run3},
        register: r_tenant_record__start_other}
+    - {penguinmails.vps.tenant_record: {tenant_id: "@other@", state: migrating, run_id: run3, replace_server: true, notes: {account_key: rt}},
+       register: r_tenant_record__replaced}
     - {penguinmails.vps.tenant_record: {tenant_id: "@other@", state: aborted, run_id: run3}, register: r_tenant_record__aborted}
 
     # --- ssh_agent (keys mode): start, load the seeded tenant (its host key recorded at the first contact), stop
     - {penguinmails.vps.ssh_agent: {state: started}, register: r_ssh_agent__started}
     - {penguinmails.vps.ssh_agent: {tenants: ["@tid@", "@other@"], roles: [admin, tenant]}, register: r_ssh_agent__loaded}
     - {penguinmails.vps.ssh_agent: {state: stopped}, register: r_ssh_agent__stopped}
+
+    # --- SSH certificate mode: the CAs (set up, again, a rotation step by step), what they hold, signing host keys,
+    #     revocations, a tenant's mode, and ssh_agent with the run certificate
+    - penguinmails.vps.vault_ssh_ca:
+        mount: "u@new@"
+        roles: {admin: {allow_user_certificates: true, allowed_users: penguinmails-admin, default_user: penguinmails-admin,
+                        ttl: 10m, key_id_format: "<role_name>-<token_display_name>"}}
+      register: r_vault_ssh_ca__present
+    - {penguinmails.vps.vault_ssh_ca: {mount: "h@new@", roles: {host: {allow_host_certificates: true, allowed_domains: "*"}}},
+       register: r_vault_ssh_ca__present_host}
+    - {penguinmails.vps.vault_ssh_ca: {mount: "u@new@", roles: {admin: {ttl: 600}}}, register: r_vault_ssh_ca__again}
+    - {penguinmails.vps.vault_ssh_ca: {mount: "u@new@", state: rotated}, check_mode: true, register: r_vault_ssh_ca__rotate_check}
+    - {penguinmails.vps.vault_ssh_ca: {mount: "u@new@", state: rotated}, register: r_vault_ssh_ca__rotated}
+    - {penguinmails.vps.vault_ssh_ca: {mount: "u@new@", state: switched}, register: r_vault_ssh_ca__switched}
+    - {penguinmails.vps.vault_ssh_ca: {mount: "u@new@", state: retired}, register: r_vault_ssh_ca__retired}
+    - {penguinmails.vps.vault_ssh_ca: {mount: "kv@new@"}, ignore_errors: true, register: r_vault_ssh_ca__not_ssh}
+    - {penguinmails.vps.vault_ssh_sign: {mount: "h@new@", principals: [192.0.2.7], keys: [{name: k, public_key: "@pubkey@", certificate: ""}]},
+       check_mode: true, register: r_vault_ssh_sign__check}
+    - {penguinmails.vps.vault_ssh_sign: {mount: "h@new@", principals: [192.0.2.7], keys: [{name: k, public_key: "@pubkey@", certificate: ""}]},
+       register: r_vault_ssh_sign__signed}
+    - penguinmails.vps.vault_ssh_sign:
+        mount: "h@new@"
+        principals: [192.0.2.7]
+        keys: [{name: k, public_key: "@pubkey@", certificate: "{{ r_vault_ssh_sign__signed.certificates[0].certificate }}"}]
+      register: r_vault_ssh_sign__kept
+    - {penguinmails.vps.vault_ssh_revoke: {mount: "kv@new@", user_ca_mount: "u@new@", serials: ["0x10", "17"], key_ids: [admin-x],
+                                           public_keys: ["@pubkey@"], reason: rt}, register: r_vault_ssh_revoke__added}
+    - {penguinmails.vps.vault_ssh_revoke: {mount: "kv@new@", user_ca_mount: "u@new@", serials: ["16"]}, register: r_vault_ssh_revoke__again}
+    - {penguinmails.vps.vault_ssh_revoke: {mount: "kv@new@", user_ca_mount: "u@new@", serials: ["18"]}, check_mode: true,
+       register: r_vault_ssh_revoke__check}
+    - {penguinmails.vps.vault_ssh_auth_mode: {tenant_id: "@other@", mount: "kv@new@", ssh_auth: certificates}, check_mode: true,
+       register: r_vault_ssh_auth_mode__check}
+    - {penguinmails.vps.vault_ssh_auth_mode: {tenant_id: "@other@", mount: "kv@new@", ssh_auth: certificates},
+       register: r_vault_ssh_auth_mode__set}
+    - {penguinmails.vps.vault_ssh_auth_mode: {tenant_id: "@other@", mount: "kv@new@", ssh_auth: certificates},
+       register: r_vault_ssh_auth_mode__again}
+    - {penguinmails.vps.vault_ssh_auth_mode: {tenant_id: "@new@", mount: "kv@new@", ssh_auth: keys}, ignore_errors: true,
+       register: r_vault_ssh_auth_mode__no_record}
+    - {penguinmails.vps.vault_ssh_ca_info: {tenant_id: "@other@", mount: "kv@new@", user_ca_mount: "u@new@", host_ca_mount: "h@new@",
+                                            list_tenants: true}, register: r_vault_ssh_ca_info__all}
+    - {penguinmails.vps.vault_ssh_ca_info: {tenant_id: "@other@", mount: "kv@new@", ssh_auth: keys, ca: auto},
+       register: r_vault_ssh_ca_info__keys}
+    - penguinmails.vps.ssh_agent:
+        tenants: ["@tid@"]
+        ssh_auth: certificates
+        user_ca_mount: "u@new@"
+        host_ca_mount: "h@new@"
+      register: r_ssh_agent__certificates
+    - {penguinmails.vps.ssh_agent: {state: stopped}, register: r_ssh_agent__stopped_again}
 
     # --- audit_event (the callback is on), then audit_verify of its file
     - {penguinmails.vps.audit_event: {action: ssh_key_rotated, tenant_id: "@tid@", details: {role: admin}}, register: r_audit_event__event}
@@ -432,8 +486,19 @@ HOST_CASES = """
         keys: ["@key2@"]
         missing_user: ignore
       register: rt_missing
+    - {penguinmails.vps.ssh_krl: {path: /root/rt.krl, ca_keys: ["@key0@"], serials: ["5", "0x7"], key_ids: [rt], public_keys: ["@key1@"]},
+       check_mode: true, diff: true, register: rt_krl_check}
+    - {penguinmails.vps.ssh_krl: {path: /root/rt.krl, ca_keys: ["@key0@"], serials: ["5", "0x7"], key_ids: [rt], public_keys: ["@key1@"]},
+       register: rt_krl_write}
+    - {penguinmails.vps.ssh_krl: {path: /root/rt.krl, ca_keys: ["@key0@"], serials: ["7", "5"], key_ids: [rt], public_keys: ["@key1@"]},
+       register: rt_krl_again}
+    - {penguinmails.vps.ssh_krl: {path: /root/rt.krl, serials: ["5"]}, ignore_errors: true, register: rt_krl_no_ca}
     - name: Hand the results to localhost
       ansible.builtin.set_fact:
+        r_ssh_krl__check: "{{ rt_krl_check }}"
+        r_ssh_krl__write: "{{ rt_krl_write }}"
+        r_ssh_krl__again: "{{ rt_krl_again }}"
+        r_ssh_krl__no_ca: "{{ rt_krl_no_ca }}"
         r_authorized_key_rotate__check: "{{ rt_check }}"
         r_authorized_key_rotate__create: "{{ rt_create }}"
         r_authorized_key_rotate__rotate: "{{ rt_rotate }}"
