@@ -8,7 +8,6 @@ through the public playbooks, with sshd deciding which key logs in where.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 
 import pytest

@@ -115,8 +115,8 @@ def main(argv=None):
                 tenant["mail_host"], ", ".join(seed.dns_query(desc, tenant["mail_host"] + ".", "A")),
                 tenant["domain"], ", ".join(seed.dns_query(desc, tenant["domain"] + ".", "MX"))))
             gone = not seed.instances_named(desc, old["name"])
-            print("   old VPS wiped: %s, destroyed: %s" % ("yes" if (last.get("notes") or {}).get("old_vps_wiped") else "no",
-                                                       "yes" if gone else "NO"))
+            wiped = "yes" if (last.get("notes") or {}).get("old_vps_wiped") else "no"
+            print("   old VPS wiped: %s, destroyed: %s" % (wiped, "yes" if gone else "NO"))
             rotated = (last.get("notes") or {}).get("rotated") or []
             print("   secrets replaced in Vault before the new VPS got anything: %s" % (", ".join(rotated) or "none (kept)"))
             note = "yes, mail in %s's mailbox on the new VPS" % tenant["admin_user"] if notified(desc, record, tenant) else "NO"

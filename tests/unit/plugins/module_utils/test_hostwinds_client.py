@@ -284,7 +284,7 @@ def test_new_instances_get_account_keys_by_name_and_raw_keys_are_refused(fresh, 
     active = client.wait_active(client.find_by_name("pm-keys-1")["serviceid"], timeout=120, interval=0.1)
     login = subprocess.run(["ssh", "-i", str(key), "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
                             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                            "root@%s" % active["main_ip"], "true"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+                            "root@%s" % active["main_ip"], "true"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
     assert login.returncode == 0, login.stderr
     # The wire format: keys[] as an array (the simulator parses it as PHP does): the instance names the key.
     assert fresh.instances_named("pm-keys-1")[0]["ssh_keys"] == [name]
