@@ -83,18 +83,21 @@ def test_verify_runs_from_an_installed_collection_without_the_checkout(tmp_path)
     """ansible-galaxy collection install of the built tarball, then the playbook and python3 -m by FQCN."""
     venv_bin = os.path.dirname(sys.executable)
     build_dir, install_dir = tmp_path / "build", tmp_path / "installed"
+    # As a user runs it: none of the checkout's settings (its ansible.cfg puts ./collections, where this collection
+    # already is, on the collections path, and ansible-galaxy would then install nothing).
+    env = dict((k, v) for k, v in os.environ.items() if not k.startswith("ANSIBLE_"))
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     build = subprocess.run([os.path.join(venv_bin, "ansible-galaxy"), "collection", "build", repo, "--output-path",
-                            str(build_dir)], capture_output=True, text=True, timeout=300, check=False, cwd=str(tmp_path))
+                            str(build_dir)], capture_output=True, text=True, timeout=300, check=False, cwd=str(tmp_path), env=env)
     assert build.returncode == 0, build.stdout + build.stderr
     tarball = next(build_dir.glob("penguinmails-vps-*.tar.gz"))
     install = subprocess.run([os.path.join(venv_bin, "ansible-galaxy"), "collection", "install", str(tarball), "-p",
-                              str(install_dir)], capture_output=True, text=True, timeout=300, check=False, cwd=str(tmp_path))
+                              str(install_dir)], capture_output=True, text=True, timeout=300, check=False, cwd=str(tmp_path), env=env)
     assert install.returncode == 0, install.stdout + install.stderr
+    assert (install_dir / "ansible_collections" / "penguinmails" / "vps" / "MANIFEST.json").is_file(), install.stdout
     audit_file = tmp_path / "audit.jsonl"
     project = tmp_path / "project"
     project.mkdir()
-    env = dict((k, v) for k, v in os.environ.items() if not k.startswith("ANSIBLE_"))
     env.update(ANSIBLE_COLLECTIONS_PATH=str(install_dir), ANSIBLE_CALLBACKS_ENABLED="penguinmails.vps.audit",
                PENGUINMAILS_AUDIT_FILE=str(audit_file), PATH=venv_bin + os.pathsep + env.get("PATH", ""))
     (project / "play.yml").write_text(RUN % json.dumps(["t1", "t2"]))
