@@ -54,6 +54,37 @@ def list_tenants(client, mount="vps"):
     return tenants, invalid
 
 
+def tenants_at(client, tenants, addresses, mount="vps"):
+    """The tenants of ``tenants`` whose host (``vps_ip`` of ``<mount>/<tenant>/record``) is one of ``addresses``.
+
+    What one slice of a sliced job (AWX/AAP job slicing) owns: its inventory's hosts are ``addresses``, so each
+    tenant belongs to exactly one slice, the one that holds its host. Records are read concurrently. Returns
+    ``(owned, failures)``: a tenant without a record has no host and belongs to no slice; a record that cannot
+    be read is a failure (``role`` ``record``), since no slice can tell whether the tenant is its own.
+    """
+    wanted = set(address.strip() for address in addresses if address and address.strip())
+    owned, failures = [], []
+
+    def vps_ip(tenant):
+        secret = client.read_or_none(mount, "%s/record" % tenant)
+        return ((secret.data if secret else None) or {}).get("vps_ip")
+
+    if not wanted or not tenants:
+        return owned, failures
+    with ThreadPoolExecutor(max_workers=IO_THREADS) as io:
+        reads = dict((io.submit(vps_ip, tenant), tenant) for tenant in tenants)
+        for future in as_completed(reads):
+            tenant = reads[future]
+            try:
+                address = future.result()
+            except VaultError as exc:
+                failures.append({"tenant_id": tenant, "role": "record", "error": str(exc)})
+                continue
+            if address and str(address).strip() in wanted:
+                owned.append(tenant)
+    return sorted(owned), sorted(failures, key=lambda item: item["tenant_id"])
+
+
 def _pool(workers):
     # fork: the children inherit the loaded module_utils (also inside an AnsiballZ payload).
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None

@@ -34,6 +34,17 @@ options:
     type: list
     elements: str
     default: []
+  addresses:
+    description:
+      - Only the tenants whose host (C(vps_ip) of C(<mount>/<tenant>/record)) is one of these addresses, out of
+        O(tenants) (or of every tenant under O(mount)). For a sliced job (AWX/AAP job slicing), give the names and
+        C(ansible_host) of the slice's inventory hosts: each tenant is then rotated by exactly one slice, the one
+        that holds its host (penguinmails.vps.rotate_all does so with C(penguinmails_tenant_scope=inventory)).
+      - A tenant without a record belongs to no host and is left out; a record that cannot be read is reported
+        under RV(failures) with the role C(record).
+      - Unset, every tenant considered is rotated; an empty list rotates nothing.
+    type: list
+    elements: str
   roles:
     description:
       - Which keys of each tenant.
@@ -100,6 +111,10 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "rotated {{ bulk.rotated_count }}, failed {{ bulk.failures_count }}"
 
+- name: Rotate the due keys of the tenants on this slice's hosts (AWX job slicing)
+  penguinmails.vps.vault_ssh_bulk_rotate:
+    addresses: "{{ groups['all'] + groups['all'] | map('extract', hostvars, 'ansible_host') | select('defined') | list }}"
+
 - name: Force a new admin key for two tenants
   penguinmails.vps.vault_ssh_bulk_rotate:
     tenants: [t1, t2]
@@ -126,6 +141,10 @@ failures:
   type: list
   elements: dict
   sample: [{"tenant_id": "t2", "role": "tenant", "error": "Vault refused write of vps/t2/tenant_ssh (HTTP 403): permission denied"}]
+tenants_considered:
+  description: How many tenants were considered (after O(addresses)).
+  returned: always
+  type: int
 failures_count:
   description: How many keys could not be rotated.
   returned: always
@@ -185,6 +204,7 @@ def main():
     module = vault_module(
         dict(
             tenants=dict(type="list", elements="str", default=[]),
+            addresses=dict(type="list", elements="str"),
             roles=dict(type="list", elements="str", choices=["admin", "tenant"], default=["admin", "tenant"]),
             rotation_days=dict(type="int", default=90),
             force=dict(type="bool", default=False),
@@ -206,6 +226,9 @@ def main():
         invalid = []
         if not tenants:
             tenants, invalid = bulk_rotation.list_tenants(client, p["mount"])
+        record_failures = []
+        if p["addresses"] is not None:
+            tenants, record_failures = bulk_rotation.tenants_at(client, tenants, p["addresses"], p["mount"])
         result = bulk_rotation.rotate_many(
             client, tenants, roles=p["roles"], mount=p["mount"], key_type=p["key_type"], bits=p["bits"],
             rotation_days=p["rotation_days"], grace_hours=p["grace_hours"], force=p["force"], workers=p["workers"],
@@ -213,7 +236,9 @@ def main():
         )
     except (ValidationError, VaultError) as exc:
         module.fail_json(msg=str(exc))
+    result["failures"] = sorted(record_failures + result["failures"], key=lambda item: (item["tenant_id"], item["role"]))
     result.update(
+        tenants_considered=len(tenants),
         invalid_tenants=invalid,
         rotated_count=len(result["rotated"]),
         failures_count=len(result["failures"]),
