@@ -97,6 +97,7 @@ bench: setup
 	$(BIN)/python bench/keypair.py
 	$(BIN)/python bench/authorized_keys.py
 	$(BIN)/python bench/rotate_all.py
+	$(BIN)/python bench/rotate_all_scale.py
 	$(BIN)/python bench/fanout.py
 
 clean:

@@ -110,7 +110,7 @@ def test_rotate_download_key_and_migrate_run_as_awx_jobs(lab, automation, tenant
     assert login.returncode == 0 and login.stdout.strip() == "0"
     rotated = [e for e in read_events(audit_file) if e["action"] == "ssh_key_rotated" and e["tenantId"] == tid]
     assert {e["details"]["role"] for e in rotated} == {"admin", "tenant"}
-    assert all(e["status"] == "success" and e["userId"] == "alice" and e["context"]["awx_job_id"] == 201 for e in rotated)
+    assert all(e["status"] == "success" and e["userId"] == "alice" and e["context"]["awx_job_id"] == "201" for e in rotated), rotated
 
     # download_key: the wrapping token goes to the survey's directory (0600), never to the job's events.
     downloads = os.path.join(str(tmp_path), "downloads")
@@ -134,7 +134,7 @@ def test_rotate_download_key_and_migrate_run_as_awx_jobs(lab, automation, tenant
     assert record["vps_ip"] != tenant["old_vps"]["ip"] and seed.instances_named(lab, tenant["old_vps"]["name"]) == []
     assert seed.dns_query(lab, tenant["mail_host"] + ".", "A") == [record["vps_ip"]]
     completed = [e for e in read_events(audit_file) if e["action"] == "vps_migration_completed" and e["tenantId"] == tid]
-    assert len(completed) == 1 and completed[0]["context"]["awx_job_id"] == 203
+    assert len(completed) == 1 and completed[0]["context"]["awx_job_id"] == "203"
 
     # No job event holds a secret: tokens, the AppRole secret id, API and TSIG keys, passwords, every private key.
     secrets = secrets_of(lab, tenant) + [automation[2], token, lab["dns"]["tsig_secret"], lab["hostwinds"]["api_key"]]
