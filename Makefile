@@ -99,6 +99,7 @@ bench: setup
 	$(BIN)/python bench/rotate_all.py
 	$(BIN)/python bench/rotate_all_scale.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/mail_copy.py
 
 clean:
 	rm -rf $(CURDIR)/.build $(CURDIR)/collections tests/output

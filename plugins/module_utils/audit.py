@@ -63,6 +63,7 @@ _SSH_KEY_FIELDS = ("roles", "vaultChanged", "hostChanged", "vaultOnly", "stage",
 _SMTP_APPLIED_FIELDS = ("username", "passwordReset", "verified")
 _MIGRATION_FIELDS = ("serverName", "newVpsId", "newVpsIp", "oldVpsId", "oldVpsIp", "oldVpsName", "step", "stage",
                      "abandonedRun")
+_MAIL_FIELDS = ("messages", "bytes", "seconds", "flagUpdates", "snapshotId", "snapshotTime", "rpoSeconds", "serverName")
 _DKIM_FIELDS = ("domain", "oldSelector", "newSelector", "selector", "verified")
 _CERT_FIELDS = ("serial", "keyId", "principals", "ttl", "validBefore", "issuerFingerprint", "fingerprint", "certType",
                 "keyType", "mount", "tenants")
@@ -78,11 +79,17 @@ ACTIONS = {
     "bulk_rotation_completed": (None, ("rotatedCount", "failedCount", "skippedCount", "failedTenants",
                                        "tenantsWithoutHost", "hostsUpdated")),
     "vps_migration_completed": (None, _MIGRATION_FIELDS + ("oldVpsWiped", "oldVpsDestroyed", "resumed", "steps", "dkim",
-                                                           "rotated", "failedBuilds")),
+                                                           "rotated", "failedBuilds", "mailSource", "mailMessages",
+                                                           "mailDeltaMessages", "rpoSeconds", "mailLossAccepted")),
     "vps_migration_failed": ("critical", _MIGRATION_FIELDS),
     "vps_migration_aborted": ("warning", _MIGRATION_FIELDS + ("destroyed",)),
     "vps_migration_refused": ("warning", _MIGRATION_FIELDS),
     "vps_build_failed": ("warning", ("serverName", "failedServiceid", "replacedBy")),
+    "mail_copied": (None, _MAIL_FIELDS),
+    "mail_delta_copied": (None, _MAIL_FIELDS + ("oldQueue",)),
+    "mail_loss_accepted": ("critical", ("step", "serverName", "oldVpsIp")),
+    "mail_backup_completed": (None, _MAIL_FIELDS + ("dataAdded", "removed", "snapshots", "repository", "initialised")),
+    "mail_backup_failed": ("critical", ("repository", "stage")),
     "provider_ssh_key_added": (None, ("keyName", "fingerprint", "serverName")),
     "provider_ssh_key_removed": (None, ("keyName", "serverName")),
     "smtp_credentials_recovered": (None, _SMTP_APPLIED_FIELDS),

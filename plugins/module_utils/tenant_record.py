@@ -53,9 +53,11 @@ STEPS = (
     "ssh_access",
     "mailu",
     "dkim",
+    "mail_copied",
     "verified",
     "dns_switched",
     "record_updated",
+    "final_delta",
     "old_vps_wiped",
     "old_vps_destroyed",
 )

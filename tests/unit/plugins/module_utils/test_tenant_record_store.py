@@ -129,7 +129,7 @@ def full_migration():
     record = run("migrating", dict(OLD), reason="compromise").after
     record = run("migrating", record, now=later(1), step="secrets_rotated").after
     record = run("migrating", record, now=later(1), step="provisioned", new_vps_id="202", new_vps_ip="198.18.0.3").after
-    for offset, step in enumerate(("ssh_access", "mailu", "dkim", "verified"), start=2):
+    for offset, step in enumerate(("ssh_access", "mailu", "dkim", "mail_copied", "verified"), start=2):
         record = run("migrating", record, now=later(offset), step=step).after
     return record
 
@@ -160,6 +160,7 @@ def test_completed_keeps_last_migration_and_is_idempotent():
     with pytest.raises(tr.RecordError, match="record it as migrated"):
         run("completed", record)
     record = run("migrated", record, now=later(9)).after
+    record = run("migrated", record, now=later(10), step="final_delta").after
     record = run("migrated", record, now=later(10), step="old_vps_wiped").after
     record = run("migrated", record, now=later(10), step="old_vps_destroyed").after
     done = run("completed", record, now=later(11))

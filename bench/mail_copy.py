@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark: the migration's mailbox copy (penguinmails.vps.mailbox_sync) vs a plain ``rsync -a`` of the same maildir.
+
+Two lab hosts (network namespaces with a real sshd, tests/lab/hosts.py) on the lab network; the old one holds
+--messages messages (default 10 000, 2-12 KiB each, flags in their names) in an INBOX and --folders folders, with
+Dovecot's uidlists, under /mailu/mail. In the same run:
+
+  ours    mailbox_sync's copy: find on both hosts, tar on the old host -> ssh -> (controller pipe) -> ssh -> the
+          receiver on the new host (each file to tmp/, fsync, rename; flags, dates, uidlists)
+  rsync   ``rsync -a`` run on the new host from the old one over ssh (one hop; the new host gets a bench key),
+          into a directory of its own
+  rerun   both again with nothing to copy (what a final delta costs when little arrived)
+
+Reported: seconds, messages/s and MB/s (message bytes), median of --repeat runs (each on an emptied target).
+
+    .venv/bin/python bench/mail_copy.py [--messages 10000] [--folders 5] [--repeat 3] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "collections"))
+
+from ansible_collections.penguinmails.vps.plugins.module_utils import maildir_sync  # noqa: E402
+from tests.lab.mail import MailLab  # noqa: E402
+
+USER = "bench@bench.test"
+FLAGS = ["S", "RS", "FS", "", "S", "S", "DS"]
+
+
+def known_hosts(host, path):
+    import glob
+
+    with open(path, "w") as handle:
+        for pub in sorted(glob.glob(os.path.join(host["root"], "fs", "etc", "ssh", "ssh_host_*_key.pub"))):
+            key_type, key = open(pub).read().split()[:2]
+            handle.write("%s %s %s\n" % (host["ip"], key_type, key))
+    return path
+
+
+def fill(root, messages, folders):
+    """``messages`` Maildir files under ``root`` (the old host's /mailu/mail); returns their total bytes."""
+    rng = random.Random(13)
+    mail_uid, mail_gid = 8, 8
+    boxes = [""] + [".Folder%d" % n for n in range(folders)]
+    total = 0
+    lines = {box: [] for box in boxes}
+    body = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 40).encode()
+    for n in range(messages):
+        box = boxes[n % len(boxes)] if n % 3 == 0 else ""
+        base = "%d.M%dP%d.bench,S=%d" % (1700000000 + n, n, 4242, 0)
+        size = rng.randint(2048, 12288)
+        data = (b"From: a@b.test\r\nTo: %s\r\nSubject: message %d\r\nMessage-ID: <%d@bench>\r\n\r\n"
+                % (USER.encode(), n, n)) + (body * (size // len(body) + 1))[:size]
+        flags = FLAGS[n % len(FLAGS)]
+        sub = "new" if n % 17 == 0 else "cur"
+        name = base if sub == "new" else "%s:2,%s" % (base, flags)
+        directory = os.path.join(root, USER, box, sub)
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, name)
+        with open(path, "wb") as handle:
+            handle.write(data)
+        os.chown(path, mail_uid, mail_gid)
+        total += len(data)
+        lines[box].append("%d :%s" % (len(lines[box]) + 1, base))
+    for box, entries in lines.items():
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(root, USER, box, sub), exist_ok=True)
+        with open(os.path.join(root, USER, box, "dovecot-uidlist"), "w") as handle:
+            handle.write("3 V1700000000 N%d\n" % (len(entries) + 1) + "\n".join(entries) + "\n")
+        if box:
+            open(os.path.join(root, USER, box, "maildirfolder"), "w").close()
+    subprocess.run(["chown", "-R", "8:8", os.path.join(root, USER)], check=True)
+    return total
+
+
+def clear(path):
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+    os.chown(path, 8, 8)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=10000)
+    parser.add_argument("--folders", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    results = {"ours": [], "rsync": [], "ours_rerun": [], "rsync_rerun": []}
+    with MailLab() as lab:
+        old, new = lab.host("mcold"), lab.host("mcnew")
+        total = fill(old.path("/mailu/mail"), args.messages, args.folders)
+        ssh_common = ["-i", lab.key, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"]
+        ends = {}
+        for host in (old, new):
+            kh = known_hosts(host, os.path.join(lab.state_dir, "kh-%s" % host["name"]))
+            args_text = " ".join(shlex.quote(part) for part in ssh_common + [
+                "-o", "UserKnownHostsFile=%s" % kh, "-o", "StrictHostKeyChecking=yes"])
+            ends[host["name"]] = maildir_sync.Endpoint(host["ip"], args_text)
+        # rsync runs on the new host: give it a bench key (lab only) and the old host's host keys.
+        ssh_dir = new.path("/root/.ssh")
+        shutil.copy(lab.key, os.path.join(ssh_dir, "bench_key"))
+        os.chmod(os.path.join(ssh_dir, "bench_key"), 0o600)
+        shutil.copy(os.path.join(lab.state_dir, "kh-mcold"), os.path.join(ssh_dir, "bench_known_hosts"))
+        rsync_ssh = ("ssh -i /root/.ssh/bench_key -o IdentitiesOnly=yes -o UserKnownHostsFile=/root/.ssh/bench_known_hosts"
+                     " -o StrictHostKeyChecking=yes")
+        rsync = ["rsync", "-a", "-e", rsync_ssh, "root@%s:/mailu/mail/" % old["ip"], "/mailu/mail-rsync/"]
+        for _round in range(args.repeat):
+            clear(new.path("/mailu/mail"))
+            started = time.monotonic()
+            report = maildir_sync.sync(ends["mcold"], ends["mcnew"], "copy", timeout=3600)
+            results["ours"].append(time.monotonic() - started)
+            assert report["messages"] == args.messages, report
+            started = time.monotonic()
+            report = maildir_sync.sync(ends["mcold"], ends["mcnew"], "merge", timeout=3600)
+            results["ours_rerun"].append(time.monotonic() - started)
+            assert report["messages"] == 0, report
+            clear(new.path("/mailu/mail-rsync"))
+            for key in ("rsync", "rsync_rerun"):
+                started = time.monotonic()
+                proc = new.exec(rsync, timeout=3600)
+                results[key].append(time.monotonic() - started)
+                assert proc.returncode == 0, proc.stderr
+    megabytes = total / 1e6
+    summary = {"messages": args.messages, "message_bytes": total, "repeat": args.repeat}
+    print("mail copy of %d messages (%.1f MB of messages), median of %d runs" % (args.messages, megabytes, args.repeat))
+    print("%-12s %9s %12s %9s" % ("", "seconds", "messages/s", "MB/s"))
+    for key in ("ours", "rsync", "ours_rerun", "rsync_rerun"):
+        seconds = statistics.median(results[key])
+        summary[key] = {"seconds": round(seconds, 2), "messages_per_s": round(args.messages / seconds),
+                        "mb_per_s": round(megabytes / seconds, 1)}
+        rate = "" if key.endswith("rerun") else "%12d %9.1f" % (args.messages / seconds, megabytes / seconds)
+        print("%-12s %9.2f %s" % (key, seconds, rate))
+    print("ours/rsync: %.2fx the time (copy), %.2fx (rerun)" % (
+        summary["ours"]["seconds"] / summary["rsync"]["seconds"],
+        summary["ours_rerun"]["seconds"] / summary["rsync_rerun"]["seconds"]))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(summary, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The tenant's mail survives a migration (issue 13): RPO 0 when the old VPS answers, the backup's age when not.
+
+Real parts only: the lab's Mailu hosts run Debian's Postfix and Dovecot, the tests talk IMAP and SMTP to them as a
+mail client and a sending server would; backups are restic repositories on the lab's SFTP backup host; faults come
+from outside (the run paused at a task while mail arrives, the old VPS's sshd killed).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import signal
+
+import pytest
+
+from tests.lab import mail as lab_mail
+from tests.lab import seed
+from tests.lab.backup import backup_host
+from tests.support import mailboxes
+
+
+@pytest.fixture()
+def workdir(tmp_path):
+    os.chmod(str(tmp_path), 0o700)
+    return str(tmp_path)
+
+
+@pytest.fixture()
+def tenant_of(lab):
+    made = []
+
+    def make():
+        tenant = seed.seed_tenant(lab)
+        tenant["seed_password"] = seed.vault(lab).read("smtp", "%s/admin" % tenant.tenant_id).data["password"]
+        made.append(tenant)
+        return tenant
+
+    yield make
+    for tenant in made:
+        for item in seed.instances(lab):
+            if item["srvrname"].startswith("pm-%s-" % tenant.tenant_id):
+                seed.hostwinds(lab, "terminate", serviceid=item["serviceid"])
+
+
+def fill(tenant, tag, inbox=4, archive=3, smtp=2):
+    """Mail in the tenant's old VPS: INBOX and an Archive folder with flags (IMAP), and mail from outside (SMTP)."""
+    ip, user, password = tenant["old_vps"]["ip"], tenant["admin_user"], tenant["seed_password"]
+    flag_sets = [r"\Seen", r"\Seen \Flagged", "", r"\Answered \Seen", r"\Draft"]
+    mailboxes.put(ip, user, password, "INBOX",
+                  [("<%s-in%d@test>" % (tag, n), flag_sets[n % len(flag_sets)]) for n in range(inbox)])
+    mailboxes.put(ip, user, password, "Archive",
+                  [("<%s-ar%d@test>" % (tag, n), flag_sets[(n + 1) % len(flag_sets)]) for n in range(archive)])
+    sent = ["<%s-smtp%d@test>" % (tag, n) for n in range(smtp)]
+    for message_id in sent:
+        mailboxes.send(ip, user, message_id)
+    mailboxes.wait_for(ip, user, password, sent)
+    return mailboxes.view(ip, user, password)
+
+
+def events_of(audit_file, tenant, action):
+    return [e for e in seed.read_events(audit_file) if e.get("tenantId") == tenant.tenant_id and e["action"] == action]
+
+
+def new_ip_of(lab, tenant):
+    return seed.read_record(lab, tenant.tenant_id)["vps_ip"]
+
+
+def run_until(proc, marker):
+    """Read the run's output up to a line containing ``marker``; the lines so far."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line:
+            return seen
+    raise AssertionError("the run ended before %r:\n%s" % (marker, "".join(seen)[-4000:]))
+
+
+def kill_sshd(lab, tenant):
+    assert lab.host_exec(tenant["old_vps"]["lab_host"], ["pkill", "-KILL", "sshd"]).returncode == 0
+
+
+def notice(lab, tenant):
+    host = seed.lab_host_name(lab, seed.read_record(lab, tenant.tenant_id)["vps_id"])
+    root = os.path.join(lab.state_dir, "hosts", host, "fs", "mailu")
+    for path in lab_mail.mailbox_messages(root, tenant["admin_user"]):
+        with open(path, "rb") as handle:
+            message = email.message_from_binary_file(handle, policy=email.policy.default)
+        if "moved to a new VPS" in str(message["Subject"]):
+            return message.get_content()
+    raise AssertionError("no notice in the new mailbox")
+
+
+def test_upgrade_moves_every_message_with_flags_uids_and_the_mail_sent_during_the_move(lab, workdir, tenant_of):
+    tenant = tenant_of()
+    user, password, old = tenant["admin_user"], tenant["seed_password"], tenant["old_vps"]
+    before, before_uids = fill(tenant, "n")
+    assert sum(len(box) for box in before.values()) == 9 and before["Archive"]
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    proc = seed.run_migrate(lab, tenant, workdir, reason="upgrade", audit_file=audit_file, popen="pipe")
+    output = run_until(proc, "TASK [Point the mail host's A record")
+    # Verified, the DNS switch under way: the run is held while three more messages reach the old VPS.
+    os.killpg(proc.pid, signal.SIGSTOP)
+    during = ["<m-during%d@test>" % n for n in range(3)]
+    try:
+        for message_id in during:
+            mailboxes.send(old["ip"], user, message_id)
+        mailboxes.wait_for(old["ip"], user, password, during)
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    output.append(proc.communicate(timeout=900)[0])
+    output = "".join(output)
+    assert proc.returncode == 0, output[-5000:]
+
+    new_ip = new_ip_of(lab, tenant)
+    after, after_uids = mailboxes.view(new_ip, user, password)
+    for folder, messages in before.items():
+        for message_id, flags in messages.items():
+            assert after[folder].get(message_id) == flags, (folder, message_id, flags, after[folder].get(message_id))
+        # The copy kept the UIDs and UIDVALIDITY the tenant's IMAP clients know.
+        validity, uids = before_uids[folder]
+        assert after_uids[folder][0] == validity
+        assert {mid: after_uids[folder][1][mid] for mid in uids} == uids
+    assert set(during) <= set(after["INBOX"])  # the mail that reached the old VPS during the move
+    # The old VPS is gone, and its mail with it only after the final delta.
+    assert seed.instances_named(lab, old["name"]) == []
+    copied = events_of(audit_file, tenant, "mail_copied")
+    assert [(e["details"]["source"], e["details"]["messages"]) for e in copied] == [("old_vps", 9)]
+    delta = events_of(audit_file, tenant, "mail_delta_copied")
+    assert [e["details"]["messages"] for e in delta] == [3]
+    (completed,) = events_of(audit_file, tenant, "vps_migration_completed")
+    assert completed["details"]["rpoSeconds"] == 0 and completed["details"]["mailLossAccepted"] is False
+    assert events_of(audit_file, tenant, "mail_loss_accepted") == []
+    assert "9 messages" in output and "final delta 3 messages" in output
+    record = seed.read_record(lab, tenant.tenant_id)["last_migration"]
+    at = record["steps"]  # step -> when it was done (ms)
+    assert at["dkim"] < at["mail_copied"] < at["verified"] < at["dns_switched"]
+    assert at["dns_switched"] < at["final_delta"] < at["old_vps_wiped"] < at["old_vps_destroyed"]
+    assert "No mail was lost" in notice(lab, tenant)
+
+
+def test_failure_restores_the_latest_backup_and_reports_its_rpo(lab, workdir, tenant_of):
+    tenant = tenant_of()
+    user, password, old = tenant["admin_user"], tenant["seed_password"], tenant["old_vps"]
+    backup = backup_host(lab)
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    before, _uids = fill(tenant, "b")
+    taken = seed.run_lab_playbook(lab, tenant, os.path.join(workdir, "backup"), "penguinmails.vps.backup",
+                                  extra_vars=backup["vars"], audit_file=audit_file)
+    assert taken.returncode == 0, (taken.stdout + taken.stderr)[-4000:]
+    (snapshot,) = events_of(audit_file, tenant, "mail_backup_completed")
+    # K more messages after the backup, then the old VPS dies.
+    later = ["<k-after%d@test>" % n for n in range(2)]
+    for message_id in later:
+        mailboxes.send(old["ip"], user, message_id)
+    mailboxes.wait_for(old["ip"], user, password, later)
+    kill_sshd(lab, tenant)
+
+    proc = seed.run_migrate(lab, tenant, os.path.join(workdir, "migrate"), reason="failure", audit_file=audit_file,
+                            extra_vars=dict(backup["vars"], migrate_accept_mail_loss=True))
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-5000:]
+    after, _uids = mailboxes.view(new_ip_of(lab, tenant), user, password)
+    for folder, messages in before.items():
+        for message_id, flags in messages.items():
+            assert after[folder].get(message_id) == flags
+    seen = set().union(*[set(box) for box in after.values()])
+    assert not set(later) & seen  # the K are not pretended recovered
+    (copied,) = events_of(audit_file, tenant, "mail_copied")
+    assert copied["details"]["source"] == "backup" and copied["details"]["messages"] == 9
+    assert copied["details"]["snapshotId"] == snapshot["details"]["snapshotId"]
+    rpo = copied["details"]["rpoSeconds"]
+    assert isinstance(rpo, int) and rpo >= 0
+    (completed,) = events_of(audit_file, tenant, "vps_migration_completed")
+    assert completed["details"]["mailSource"] == "backup" and completed["details"]["rpoSeconds"] == rpo
+    assert completed["details"]["mailLossAccepted"] is True
+    assert [(e["severity"], e["details"]["step"]) for e in events_of(audit_file, tenant, "mail_loss_accepted")] == [
+        ("critical", "final_delta")]
+    assert "RPO %d s" % rpo in output
+    body = notice(lab, tenant)
+    assert "restored from the backup of %s" % snapshot["details"]["snapshotTime"] in body
+    assert "could not be recovered" in body and "No mail was lost" not in body
+
+
+def test_a_failed_final_delta_keeps_the_old_vps_until_the_loss_is_accepted(lab, workdir, tenant_of):
+    tenant = tenant_of()
+    user, password, old = tenant["admin_user"], tenant["seed_password"], tenant["old_vps"]
+    before, _uids = fill(tenant, "d", inbox=2, archive=1, smtp=1)
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    proc = seed.run_migrate(lab, tenant, os.path.join(workdir, "first"), reason="upgrade", audit_file=audit_file,
+                            popen="pipe")
+    output = run_until(proc, "TASK [Record step dns_switched]")
+    kill_sshd(lab, tenant)  # the old VPS dies right after the switch
+    output.append(proc.communicate(timeout=900)[0])
+    output = "".join(output)
+    assert proc.returncode == 2 and "the final mail delta from the old VPS failed" in output, output[-5000:]
+    failed = events_of(audit_file, tenant, "vps_migration_failed")
+    assert [(e["severity"], e["details"]["step"]) for e in failed] == [("critical", "final_delta")]
+
+    def old_kept():
+        assert len(seed.instances_named(lab, old["name"])) == 1 and lab.host(old["lab_host"])["running"]
+        assert os.listdir(os.path.join(lab.state_dir, "hosts", old["lab_host"], "fs", "mailu", "mail"))
+        assert seed.read_record(lab, tenant.tenant_id)["migration"]["step"] == "record_updated"
+
+    old_kept()
+    again = seed.run_migrate(lab, tenant, os.path.join(workdir, "again"), reason="upgrade", audit_file=audit_file)
+    assert again.returncode == 2, (again.stdout + again.stderr)[-4000:]
+    old_kept()
+    assert len(events_of(audit_file, tenant, "vps_migration_failed")) == 2
+    assert events_of(audit_file, tenant, "mail_loss_accepted") == []
+
+    accepted = seed.run_migrate(lab, tenant, os.path.join(workdir, "accept"), reason="upgrade", audit_file=audit_file,
+                                extra_vars={"migrate_accept_mail_loss": "true"})
+    assert accepted.returncode == 0, (accepted.stdout + accepted.stderr)[-4000:]
+    assert seed.instances_named(lab, old["name"]) == []
+    assert [e["severity"] for e in events_of(audit_file, tenant, "mail_loss_accepted")] == ["critical"]
+    (completed,) = events_of(audit_file, tenant, "vps_migration_completed")
+    assert completed["details"]["mailLossAccepted"] is True
+    after, _uids = mailboxes.view(new_ip_of(lab, tenant), user, password)
+    for folder, messages in before.items():  # the copy made before the switch is there
+        assert set(messages) <= set(after[folder])
+
+
+def test_accept_mail_loss_is_validated_like_the_other_inputs(lab, workdir):
+    tenant = seed.Tenant(tenant_id="tvalid1")
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    proc = seed.run_migrate(lab, tenant, workdir, reason="upgrade", audit_file=audit_file,
+                            extra_vars={"migrate_accept_mail_loss": "maybe"})
+    assert proc.returncode == 2
+    assert "migrate: migrate_accept_mail_loss must be one of true, false, yes, no, not 'maybe'" in proc.stdout
+    assert seed.read_record(lab, tenant.tenant_id) is None and seed.read_events(audit_file) == []

@@ -1,0 +1,160 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The mailbox copy's planning and its receiver, on real directories (the hosts replaced by local shells)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from ansible_collections.penguinmails.vps.plugins.module_utils import maildir_sync as ms
+
+USER = "admin@x.test"
+
+
+def local(name):
+    return ms.Endpoint(name, argv=["sh", "-c"])
+
+
+def write(root, rel, data=b"x", mtime=None):
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+    if mtime:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def tree(root):
+    found = []
+    for base, _dirs, files in os.walk(root):
+        found += [os.path.relpath(os.path.join(base, name), root) for name in files]
+    return sorted(found)
+
+
+@pytest.mark.parametrize("rel,kind", [
+    ("%s/cur/1.M1.h:2,S" % USER, ("message", USER, "cur", "1.M1.h", "S")),
+    ("%s/new/1.M1.h" % USER, ("message", USER, "new", "1.M1.h", None)),
+    ("%s/.Archive/cur/2.M2.h:2,FS" % USER, ("message", USER + "/.Archive", "cur", "2.M2.h", "FS")),
+    ("%s/.Archive/dovecot-uidlist" % USER, ("meta", USER + "/.Archive", "dovecot-uidlist")),
+    ("%s/dovecot-uidlist" % USER, ("meta", USER, "dovecot-uidlist")),
+    ("%s/subscriptions" % USER, ("meta", USER, "subscriptions")),
+    ("%s/dovecot-uidvalidity.5f3a" % USER, ("meta", USER, "dovecot-uidvalidity.5f3a")),
+])
+def test_mail_data_is_recognised(rel, kind):
+    assert ms.classify(rel) == kind
+
+
+@pytest.mark.parametrize("rel", [
+    "%s/dovecot.index" % USER, "%s/dovecot.index.cache" % USER, "%s/dovecot.list.index.log" % USER,
+    "%s/tmp/1.M1.h" % USER, "%s/cur/../../etc/passwd" % USER, "../x@y.test/cur/1", "notanaddress/cur/1.M1.h",
+    "%s/cur/.hidden" % USER, "%s/cur/1.M1.h:2,S!" % USER, "%s/.Archive/x/cur/1" % USER, "%s/sieve/x.sieve" % USER,
+    "/%s/cur/1.M1.h" % USER, "%s/cur/1\nx" % USER,
+])
+def test_anything_else_never_moves(rel):
+    assert ms.classify(rel) is None
+
+
+def test_copy_takes_what_is_missing_and_the_uidlists_merge_only_adds():
+    source = {"%s/cur/1.a:2,S" % USER: (10, 1.0), "%s/new/2.b" % USER: (20, 2.0), "%s/cur/3.c:2," % USER: (5, 3.0),
+              "%s/dovecot-uidlist" % USER: (50, 4.0), "%s/.Sent/maildirfolder" % USER: (0, 5.0)}
+    target = {"%s/cur/3.c:2,F" % USER: (5, 3.0), "%s/new/9.z" % USER: (7, 9.0)}
+    copy = ms.plan(source, target, "copy")
+    assert copy.copy == ["%s/cur/1.a:2,S" % USER, "%s/new/2.b" % USER, "%s/.Sent/maildirfolder" % USER,
+                         "%s/dovecot-uidlist" % USER]  # messages first, Dovecot's files after them
+    assert (copy.messages, copy.bytes, copy.meta, copy.present) == (2, 30, 2, 1)
+    assert copy.renames == []  # 3.c has F on the target and nothing more on the source
+    merge = ms.plan(source, target, "merge")
+    assert "%s/dovecot-uidlist" % USER not in merge.copy  # the target's UIDs are never replaced after the switch
+    # Flags: the union of both sides, the message moved to cur/.
+    both = ms.plan({"%s/cur/3.c:2,RS" % USER: (5, 3.0)}, target, "merge")
+    assert both.renames == [["%s/cur/3.c:2,F" % USER, "%s/cur/3.c:2,FRS" % USER]]
+    seen = ms.plan({"%s/cur/9.z:2,S" % USER: (7, 9.0)}, target, "merge")
+    assert seen.renames == [["%s/new/9.z" % USER, "%s/cur/9.z:2,S" % USER]]
+    with pytest.raises(ms.SyncError, match="invalid mode"):
+        ms.plan(source, target, "mirror")
+
+
+def test_a_sync_copies_flags_dates_and_uidlists_then_a_rerun_moves_nothing(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write(src, "%s/cur/100.M1.h:2,S" % USER, b"one", mtime=1_600_000_000)
+    write(src, "%s/new/101.M2.h" % USER, b"two")
+    write(src, "%s/.Archive/cur/102.M3.h:2,FR" % USER, b"three")
+    write(src, "%s/.Archive/maildirfolder" % USER, b"")
+    write(src, "%s/dovecot-uidlist" % USER, b"3 V1 N102\n100 :100.M1.h\n101 :101.M2.h\n")
+    write(src, "%s/dovecot.index" % USER, b"index")  # never copied
+    write(dst, "%s/cur/dovecot.index.stale" % USER, b"")
+    write(dst, "%s/dovecot.index.log" % USER, b"stale index")
+    result = ms.sync(local("old"), local("new"), "copy", root=src, target_root=dst)
+    assert (result["messages"], result["bytes"], result["meta_files"], result["refused"]) == (3, 11, 2, 0)
+    assert result["source"] == {"accounts": [USER], "mailboxes": 2, "messages": 3, "bytes": 11}
+    assert "%s/dovecot.index.log" % USER not in tree(dst)  # dropped with the uidlist: Dovecot rebuilds it
+    assert "%s/dovecot.index" % USER not in tree(dst)
+    assert os.stat(os.path.join(dst, "%s/cur/100.M1.h:2,S" % USER)).st_mtime == 1_600_000_000  # INTERNALDATE kept
+    assert os.stat(os.path.join(dst, "%s/cur/100.M1.h:2,S" % USER)).st_mode & 0o777 == 0o600
+    assert not os.listdir(os.path.join(dst, USER, "tmp"))
+    again = ms.sync(local("old"), local("new"), "copy", root=src, target_root=dst)
+    assert again["changed"] is False and again["messages"] == 0 and again["already_present"] == 3
+    # After the switch: new mail on both sides, a flag set on the old side; the new side's mail is kept.
+    write(src, "%s/new/103.M4.h" % USER, b"late")
+    os.rename(os.path.join(src, "%s/new/101.M2.h" % USER), os.path.join(src, "%s/cur/101.M2.h:2,S" % USER))
+    write(dst, "%s/new/200.N1.h" % USER, b"arrived at the new VPS")
+    uidlist = open(os.path.join(dst, "%s/dovecot-uidlist" % USER), "rb").read()
+    merged = ms.sync(local("old"), local("new"), "merge", root=src, target_root=dst)
+    assert (merged["messages"], merged["flag_updates"]) == (1, 1)
+    assert "%s/new/200.N1.h" % USER in tree(dst) and "%s/cur/101.M2.h:2,S" % USER in tree(dst)
+    assert open(os.path.join(dst, "%s/dovecot-uidlist" % USER), "rb").read() == uidlist
+
+
+def test_check_mode_plans_and_moves_nothing(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write(src, "%s/cur/100.M1.h:2,S" % USER, b"one")
+    result = ms.sync(local("old"), local("new"), "copy", root=src, target_root=dst, check_mode=True)
+    assert result["messages"] == 1 and result["changed"] is True and not os.path.exists(dst)
+
+
+def receive(tmp_path, members):
+    """Feed a hand-made tar stream (a compromised source) to the receiver."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as archive:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "/etc/passwd"
+            info.size = len(data) if kind == tarfile.REGTYPE else 0
+            archive.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+    root = str(tmp_path / "dst")
+    proc = subprocess.run(local("new").command(ms.receiver_command(root, "copy")), input=buf.getvalue(),
+                          capture_output=True, check=True)
+    return root, json.loads(proc.stdout.decode().splitlines()[-1])
+
+
+def test_the_receiver_refuses_anything_but_mail_data(tmp_path):
+    root, report = receive(tmp_path, [
+        ("%s/cur/1.M1.h:2,S" % USER, tarfile.REGTYPE, b"mail"),
+        ("%s/cur/2.M2.h:2,S" % USER, tarfile.SYMTYPE, b""),
+        ("%s/../../../tmp/evil" % USER, tarfile.REGTYPE, b"x"),
+        ("/etc/cron.d/evil", tarfile.REGTYPE, b"x"),
+        ("%s/.profile" % USER, tarfile.REGTYPE, b"x"),
+        ("%s/sieve/script.sieve" % USER, tarfile.REGTYPE, b"x"),
+        ("%s/cur/3.M3.h" % USER, tarfile.CHRTYPE, b""),
+    ])
+    assert report["messages"] == 1 and report["refused"] == 6 and report["final"] is True
+    assert tree(root) == ["%s/cur/1.M1.h:2,S" % USER]
+
+
+def test_a_copy_that_runs_out_of_time_stops_and_says_what_moved(tmp_path):
+    src = str(tmp_path / "src")
+    write(src, "%s/cur/1.M1.h:2,S" % USER)
+    slow = ms.Endpoint("old", argv=["sh", "-c", 'sleep 30; exec sh -c "$0"'])
+    deadline = ms.Deadline(1)
+    with pytest.raises(ms.SyncError, match=r"did not finish within 1 s \(0 messages"):
+        ms.pipe(slow.command(ms.tar_command(src)), local("new").command(ms.receiver_command(str(tmp_path / "d"), "copy")),
+                deadline, feed=b"")
