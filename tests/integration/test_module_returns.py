@@ -26,6 +26,7 @@ from tests.lab import seed
 from tests.support import return_docs
 from tests.support.ansible_run import run_playbook, RESULTS_TASK
 from tests.support.receivers import SmtpServer
+from tests.support.mail_return_cases import mail_cases
 
 MODULES = sorted(name[:-3] for name in os.listdir(return_docs.MODULE_DIR) if name.endswith(".py"))
 # Documented keys no case here can return, and why.
@@ -68,6 +69,7 @@ def observed(lab, tmp_path_factory):
     with SmtpServer("plain") as relay:
         results.update(localhost_cases(lab, tmp, tenant, relay))
     results.update(host_cases(lab, tmp))
+    results.update(mail_cases(lab, tmp, run_cases))
     return results
 
 
