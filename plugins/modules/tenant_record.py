@@ -150,7 +150,8 @@ options:
       - The migration step reached (O(state=migrating) or O(state=migrated)). The record keeps the
         furthest step reached and the time each step was first reached.
     type: str
-    choices: [recorded, provisioned, ssh_access, mailu, dkim, verified, dns_switched, record_updated, old_vps_destroyed]
+    choices: [recorded, secrets_rotated, provisioned, ssh_access, mailu, dkim, mail_copied, verified, dns_switched, record_updated, final_delta,
+              old_vps_wiped, old_vps_destroyed]
   server_name:
     description:
       - Server name of the new VPS when a migration starts (default C(pm-<tenant_id>-<n>)).
