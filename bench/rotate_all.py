@@ -192,9 +192,9 @@ def main():
         cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         pool_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
         self_cpu, bao_cpu = process_cpu() - self_before, proc_cpu(bao.proc.pid) - bao_before
-        if result["failed"] or len(result["rotated"]) != keys:
+        if result["failures"] or len(result["rotated"]) != keys:
             raise SystemExit("bulk rotation incomplete: %d rotated, %d failed: %s"
-                             % (len(result["rotated"]), len(result["failed"]), result["failed"][:3]))
+                             % (len(result["rotated"]), len(result["failures"]), result["failures"][:3]))
         sample = client.read("vps", "%s/%s_ssh" % (tenants[-1], roles[-1]))
         if sample.version != 2 or not sample.data["public_key"].startswith("ssh-rsa ") or not sample.data.get("grace_public_key"):
             raise SystemExit("bulk rotation stored an unexpected record (version %s)" % sample.version)
