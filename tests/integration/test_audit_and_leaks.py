@@ -100,7 +100,9 @@ def test_operations_leave_exact_events_and_no_secret_anywhere(lab, workdir):
     run("recover smtp", "penguinmails.vps.recover_smtp")
     run("report", "penguinmails.vps.report", report_dir=os.path.join(workdir, "reports"))
     run("rotate dkim", "penguinmails.vps.rotate", secret_type="dkim", force=True, dkim_new_selector="d20991231")
-    run("failed migration", "penguinmails.vps.migrate", expect_rc=2, reason="failure", migrate_fail_after="recorded")
+    # The migration fails from outside (Hostwinds refuses the order once), then the rerun completes.
+    lab.hostwinds_lab("POST", "/lab/faults", {"error_next": {"add_instance": "Insufficient stock in this location"}})
+    run("failed migration", "penguinmails.vps.migrate", expect_rc=2, reason="failure")
     run("migration", "penguinmails.vps.migrate", reason="failure")  # resumes the recorded one and completes
 
     assert tenant_events(audit_file, tenant) == [

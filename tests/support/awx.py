@@ -182,6 +182,9 @@ class AwxJob(object):
             "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/root"),
             "ANSIBLE_LOCAL_TEMP": os.path.join(self.private_data_dir, "tmp"),
+            # AWX's job has no ANSIBLE_CONFIG: ansible-playbook reads the project's ansible.cfg (its working
+            # directory). The test's own environment (make test exports the checkout's) must not replace it.
+            "ANSIBLE_CONFIG": os.path.join(self.private_data_dir, "project", "ansible.cfg"),
         })
         env.update(self.env)
         return env
