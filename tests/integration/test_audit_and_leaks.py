@@ -114,8 +114,11 @@ def test_operations_leave_exact_events_and_no_secret_anywhere(lab, workdir):
         ("smtp_password_rotated", "success"), ("smtp_password_applied", "success"),
         ("smtp_credentials_recovered", "success"),
         ("dkim_key_rotated", "success"),
-        ("vps_migration_failed", "failure"),
+        ("provider_ssh_key_added", "success"), ("vps_migration_failed", "failure"),
+        ("host_key_recorded", "success"), ("provider_ssh_key_removed", "success"),
+        ("mail_copied", "success"), ("mail_delta_copied", "success"),
         ("vps_migration_completed", "success"), ("smtp_credentials_recovered", "success"),
+        ("tenant_notified", "success"),
     ]
     events = seed.read_events(audit_file)
     failed = [event for event in events if event["action"] == "vps_migration_failed"]
