@@ -38,7 +38,7 @@ options:
     description:
       - Only the tenants whose host (C(vps_ip) of C(<mount>/<tenant>/record)) is one of these addresses, out of
         O(tenants) (or of every tenant under O(mount)). For a sliced job (AWX/AAP job slicing), give the names and
-        C(ansible_host) of the slice's inventory hosts: each tenant is then rotated by exactly one slice, the one
+        C(ansible_host) of the slice's inventory hosts; each tenant is then rotated by exactly one slice, the one
         that holds its host (penguinmails.vps.rotate_all does so with C(penguinmails_tenant_scope=inventory)).
       - A tenant without a record belongs to no host and is left out; a record that cannot be read is reported
         under RV(failures) with the role C(record).
