@@ -94,7 +94,7 @@ def clear(path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--messages", type=int, default=10000)
     parser.add_argument("--folders", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)

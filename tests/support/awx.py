@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import stat
-import sys
 import tempfile
 
 import ansible_runner
