@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import argparse
 import grp
+import imaplib
 import os
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -164,6 +166,38 @@ def refresh_daemons(root):
         raise AdminError("refreshing Postfix failed: %s" % (proc.stderr.strip().splitlines() or ["no output"])[-1])
 
 
+def wait_until_dovecot_accepts(root, address, password, timeout=20):
+    """Return once the running Dovecot accepts ``password`` for ``address`` (an IMAP login).
+
+    Dovecot looks at a passwd-file at most once a second, so a password changed within the second of the last
+    lookup is not seen yet, while Mailu's Dovecot asks the admin container and sees it at once. The stand-in
+    therefore returns only when Dovecot takes the new password, as Mailu's admin does. Nothing to wait for when
+    Dovecot does not run or serves no IMAPS.
+    """
+    sys.path.insert(0, HERE)
+    import mailu_host  # pylint: disable=import-outside-toplevel
+
+    if "dovecot" not in mailu_host.daemon_pids(root):
+        return
+    values = mailu_host.settings(root, mailu_host.read_env(root))
+    if values["IMAPS_PORT"] == "0":
+        return
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the lab host's own certificate; only the password is in question
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with imaplib.IMAP4_SSL(values["BIND"], int(values["IMAPS_PORT"]), ssl_context=context, timeout=5) as imap:
+                imap.login(address, password)
+                return
+        except (imaplib.IMAP4.error, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise AdminError("Dovecot does not accept the new password of %s after %ss" % (address, timeout))
+        time.sleep(0.1)  # polling Dovecot for the condition, not waiting for time
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="mailu admin", description="Create an admin user (Mailu's flask mailu admin)")
     parser.add_argument("localpart")
@@ -177,6 +211,9 @@ def main(argv=None):
     try:
         message = admin(os.path.abspath(args.root), args.localpart, args.domain_name, args.password, args.mode)
         refresh_daemons(os.path.abspath(args.root))
+        if "not updating" not in message:
+            wait_until_dovecot_accepts(os.path.abspath(args.root), ("%s@%s" % (args.localpart, args.domain_name)).lower(),
+                                       args.password)
     except AdminError as exc:
         print("Error: %s" % exc, file=sys.stderr)
         return 1
