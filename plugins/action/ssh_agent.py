@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import os
 import time
 
@@ -140,15 +141,17 @@ class ActionModule(ActionBase):
             for path in entry["identity_files"].get("admin", []):
                 if path not in host["identity_files"]:
                     host["identity_files"].append(path)
-        for number, (address, host) in enumerate(sorted(hosts.items())):
+        for address, host in sorted(hosts.items()):
+            # One file per address, so a later load in the same run (another host) never replaces this one's.
+            name = "host-%s" % hashlib.sha256(address.encode("utf-8")).hexdigest()[:16]
             lines = [hk.known_hosts_line(address, key) for key in sorted(host_keys_of[address])]
             if address in ca_hosts:
                 # the run certificate first: sshd then accepts it at the first try
                 host["identity_files"].sort(key=lambda path: os.path.basename(path) not in (CERT_FILE, CERT_KEY_FILE))
                 ca_lines = run.cert_authority_lines(address)
                 lines += ca_lines
-                host["ca_known_hosts"] = ssh_agent.write_known_hosts(agent, "host%d.ca.known_hosts" % number, ca_lines)
-            host["known_hosts"] = ssh_agent.write_known_hosts(agent, "host%d.known_hosts" % number, lines)
+                host["ca_known_hosts"] = ssh_agent.write_known_hosts(agent, name + ".ca.known_hosts", ca_lines)
+            host["known_hosts"] = ssh_agent.write_known_hosts(agent, name + ".known_hosts", lines)
             host["ssh_args"] = " ".join(ssh_agent.ssh_options(agent, host["identity_files"], host["known_hosts"]))
             for tenant_id in host["tenants"]:
                 tenants[tenant_id]["known_hosts"] = host["known_hosts"]
