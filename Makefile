@@ -14,6 +14,9 @@ COLL_LINK := $(CURDIR)/collections/ansible_collections/penguinmails/vps
 SANITY_DIR ?= /tmp/penguinmails-vps-sanity
 SANITY_ROOT = $(SANITY_DIR)/ansible_collections/penguinmails/vps
 SANITY_ARGS ?=
+# make test runs whole test files on this many workers, each with its own lab (tests/lab: one network per lab).
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadfile --durations=30
 # The lab's Mailu host runs Debian's postfix, dovecot and rspamd itself, per lab host: their system services
 # are never started (a policy-rc.d keeps the install from starting them).
 DEB_PACKAGES := bind9 bind9-utils openssh-server openssh-client iproute2 rsync procps \
@@ -80,14 +83,14 @@ unit: setup
 	$(BIN)/pytest -q tests/unit
 
 integration: setup
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest $(PYTEST_ARGS) tests/integration
 
 test: setup
 	$(BIN)/ansible-doc -t lookup penguinmails.vps.vault > /dev/null
 	$(BIN)/ansible-doc -t callback penguinmails.vps.audit > /dev/null
 	$(BIN)/ansible-doc -t module $$(ls plugins/modules | sed -n 's/\.py$$//p' | sed 's/^/penguinmails.vps./') > /dev/null
 	$(MAKE) --no-print-directory lint sanity ee
-	$(BIN)/pytest tests/unit tests/integration
+	$(BIN)/pytest $(PYTEST_ARGS) tests/unit tests/integration
 
 demo: setup
 	$(BIN)/python tests/lab/demo.py

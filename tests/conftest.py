@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -21,6 +23,35 @@ ensure_collection_link()
 
 # Lab fixtures (OpenBao with audit, BIND9, Hostwinds simulator, lab hosts) live with the lab.
 pytest_plugins = ["tests.lab.fixtures"]
+
+
+BASETEMP_PREFIX = "pmt-"
+BASETEMP_KEEP = 3
+_OWN_BASETEMP = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    """A short base temp dir: ssh puts ControlPath sockets and the lab puts agent sockets under the tests' tmp_path,
+    and a Unix socket path has at most 107 bytes. pytest's default (/tmp/pytest-of-<user>/pytest-<n>) plus
+    pytest-xdist's popen-gw<n> per worker left too little room for a test name and a socket name. Like pytest, only
+    the newest few run dirs are kept; a passing run removes its own at the end."""
+    if getattr(config, "workerinput", None) is not None or config.option.basetemp:
+        return  # an xdist worker gets its dir from the controller; an explicit --basetemp is the user's choice
+    root = tempfile.gettempdir()
+    old = sorted((entry for entry in os.listdir(root) if entry.startswith(BASETEMP_PREFIX)),
+                 key=lambda entry: os.path.getmtime(os.path.join(root, entry)))
+    for entry in old[:max(0, len(old) - (BASETEMP_KEEP - 1))]:
+        path = os.path.join(root, entry)
+        if os.path.isdir(path) and not os.path.islink(path) and os.stat(path).st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+    config.option.basetemp = tempfile.mkdtemp(prefix=BASETEMP_PREFIX, dir=root)
+    config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_sessionfinish(session, exitstatus):
+    own = session.config.stash.get(_OWN_BASETEMP, None)
+    if own and exitstatus == 0 and getattr(session.config, "workerinput", None) is None:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -127,7 +127,7 @@ class Fleet(object):
     def check(self, what):
         bad = self.invariant_violations()
         assert not bad, "after %s (seed %d): no key of the current Vault record logs in for %s" % (what, self.seed, bad)
-        leaked = pem_files(self.started, self.private_key_lines(), exclude=(self.probe_dir,))
+        leaked = pem_files(self.started, self.private_key_lines(), exclude=(self.probe_dir,), also=(self.work,))
         assert not leaked, "after %s (seed %d): private key files left on the controller: %s" % (what, self.seed, leaked)
 
     def private_key_lines(self):
@@ -151,15 +151,16 @@ class Fleet(object):
         return self.can_login(record["private_key"], "root", self.tenants[tenant]["ip"])
 
 
-def pem_files(since, key_lines, exclude=()):
+def pem_files(since, key_lines, exclude=(), also=()):
     """Files changed since ``since`` under the controller's temp dirs that hold one of our tenants' private keys
-    (``key_lines``: a line of each). Other test sessions' own dirs (pytest's, the labs') and ``exclude`` are skipped.
+    (``key_lines``: a line of each). Test sessions' own dirs (pytest's, the labs') and ``exclude`` are skipped;
+    ``also`` are scanned besides (the runs' working dir, which lies in this session's pytest dir).
     """
     found = []
-    for root in SCAN_ROOTS:
+    for root in SCAN_ROOTS + tuple(also):
         for directory, subdirs, files in os.walk(root):
             subdirs[:] = [d for d in subdirs
-                          if not (d.startswith(("pytest-of-", "pm-lab-")) or os.path.join(directory, d) in exclude)]
+                          if not (d.startswith(("pytest-of-", "pmt-", "pm-lab-")) or os.path.join(directory, d) in exclude)]
             for name in files:
                 path = os.path.join(directory, name)
                 try:
