@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -34,15 +36,23 @@ def pytest_configure(config):
     """A short base temp dir: ssh puts ControlPath sockets and the lab puts agent sockets under the tests' tmp_path,
     and a Unix socket path has at most 107 bytes. pytest's default (/tmp/pytest-of-<user>/pytest-<n>) plus
     pytest-xdist's popen-gw<n> per worker left too little room for a test name and a socket name. Like pytest, only
-    the newest few run dirs are kept; a passing run removes its own at the end."""
+    the newest few run dirs are kept (older ones go once untouched for a day: another session may be using one);
+    a passing run removes its own at the end."""
     if getattr(config, "workerinput", None) is not None or config.option.basetemp:
         return  # an xdist worker gets its dir from the controller; an explicit --basetemp is the user's choice
     root = tempfile.gettempdir()
-    old = sorted((entry for entry in os.listdir(root) if entry.startswith(BASETEMP_PREFIX)),
-                 key=lambda entry: os.path.getmtime(os.path.join(root, entry)))
-    for entry in old[:max(0, len(old) - (BASETEMP_KEEP - 1))]:
+    old = []
+    for entry in os.listdir(root):
         path = os.path.join(root, entry)
-        if os.path.isdir(path) and not os.path.islink(path) and os.stat(path).st_uid == os.getuid():
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue  # gone meanwhile
+        if entry.startswith(BASETEMP_PREFIX) and stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            old.append((info.st_mtime, path))
+    old.sort()
+    for mtime, path in old[:max(0, len(old) - (BASETEMP_KEEP - 1))]:
+        if time.time() - mtime > 86400:  # not a dir another session may still be using
             shutil.rmtree(path, ignore_errors=True)
     config.option.basetemp = tempfile.mkdtemp(prefix=BASETEMP_PREFIX, dir=root)
     config.stash[_OWN_BASETEMP] = config.option.basetemp
