@@ -47,7 +47,10 @@ def ansible_env(extra=None):
 def run_playbook(playbook, env=None, extra_vars=None, args=(), inventory=None, timeout=600, tmp_path=None):
     """Write ``playbook`` (YAML text) to a file and run it; return the CompletedProcess."""
     ensure_collection_link()
-    directory = str(tmp_path) if tmp_path else tempfile.mkdtemp(prefix="pm-play-")
+    if not tmp_path:  # a private dir for the playbook and inventory, gone after the run (not left in /tmp)
+        with tempfile.TemporaryDirectory(prefix="pm-play-") as directory:
+            return run_playbook(playbook, env, extra_vars, args, inventory, timeout, directory)
+    directory = str(tmp_path)
     path = os.path.join(directory, "playbook.yml")
     with open(path, "w") as handle:
         handle.write(textwrap.dedent(playbook))
