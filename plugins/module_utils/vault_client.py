@@ -598,3 +598,16 @@ _STATUS = {
     "BadGateway": 502,
     "VaultDown": 503,
 }
+
+
+def controller_vault_options(args, task_vars):
+    """Vault options of a controller-side action plugin: the task's arguments first, then the
+    ``penguinmails_vault_<option>`` variables (as the lookup reads them), then (in :func:`resolve_settings`)
+    the environment."""
+    options = {}
+    for name in OPTION_SOURCES:
+        value = args.get(name)
+        if value is None:
+            value = task_vars.get("penguinmails_vault_" + name)
+        options[name] = value
+    return options

@@ -18,7 +18,7 @@ description:
     and role. Each entry of O(entries) has the options of M(penguinmails.vps.authorized_key_rotate) and the
     same meaning (current keys, grace keys with C(expiry-time), revoked keys, marker, serial, owner).
   - Every entry is validated before the host is touched. A bad entry, an account that belongs to another
-    tenant or a missing user fails that entry alone (RV(results) has C(failed) and C(msg) for it); the
+    tenant or a missing user fails that entry alone (RV(entry_results) has C(failed) and C(msg) for it); the
     other entries are applied and the task does not fail.
   - Under one host lock, every C(authorized_keys) file is read once, the entries for it are applied in
     order (the admin account's file holds a block per tenant, each under its own marker and serial), and
@@ -37,7 +37,7 @@ options:
     suboptions:
       name:
         description:
-          - The entry's name in RV(results), for example V(acme:admin). Unique within the task.
+          - The entry's name in RV(entry_results), for example V(acme:admin). Unique within the task.
         type: str
         required: true
       user:
@@ -123,7 +123,7 @@ options:
     suboptions:
       name:
         description:
-          - The item's name in RV(principals).
+          - The item's name in RV(principal_results).
         type: str
         required: true
       path:
@@ -185,7 +185,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-results:
+entry_results:
   description: Per entry name, what happened (the fields of M(penguinmails.vps.authorized_key_rotate)'s result).
   returned: always
   type: dict
@@ -204,13 +204,13 @@ results:
       expiring: []
       stale: false
       serial: 7
-principals:
+principal_results:
   description: Per principals item name - C(changed), C(failed), C(msg), C(path).
   returned: always
   type: dict
   sample: {"acme:admin-principal": {"changed": true, "failed": false, "msg": "", "path": "/etc/ssh/penguinmails/principals/root"}}
 failed_entries:
-  description: The names of the entries and principals items that failed (each with its C(msg) in RV(results) or RV(principals)).
+  description: The names of the entries and principals items that failed (each with its C(msg) in RV(entry_results) or RV(principal_results)).
   returned: always
   type: list
   elements: str
@@ -265,7 +265,7 @@ def main():
         module.fail_json(msg=str(exc))
     failed = [name for name, item in list(results.items()) + list(principals.items()) if item["failed"]]
     result = dict(changed=any(item["changed"] for item in list(results.values()) + list(principals.values())),
-                  results=results, principals=principals, failed_entries=failed)
+                  entry_results=results, principal_results=principals, failed_entries=failed)
     if module._diff:
         result["diff"] = diffs
     module.exit_json(**result)
