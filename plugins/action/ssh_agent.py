@@ -33,8 +33,8 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.validators import
     validate_tenant_id,
 )
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
-    OPTION_SOURCES,
     VaultError,
+    controller_vault_options,
     get_client,
     vault_argument_spec,
 )
@@ -70,14 +70,9 @@ def argument_spec():
 
 
 def _vault_options(args, task_vars):
-    """Task arguments first, then the penguinmails_vault_* variables (as the lookup), then the environment."""
-    options = {}
-    for name in OPTION_SOURCES:
-        value = args.get(name)
-        if value is None:
-            value = task_vars.get("penguinmails_vault_" + name)
-        options[name] = value
-    return options
+    """Task arguments first, then the penguinmails_vault_* variables (as the lookup), then the environment; the run's
+    Vault session (penguinmails.vps.vault_session) instead of a login of its own."""
+    return controller_vault_options(args, task_vars)
 
 
 class ActionModule(ActionBase):

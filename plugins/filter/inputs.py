@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+import time
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import validators
 
@@ -81,6 +82,17 @@ def tenant_account(tenant_id):
     return validators.tenant_account(tenant_id)
 
 
+def vault_session_token(session):
+    """The token of the run's Vault session (penguinmails.vps.vault_session) while it is valid for a while, else ''."""
+    from ansible_collections.penguinmails.vps.plugins.module_utils import vault_client  # hvac only where used
+
+    session = session or {}
+    expires = float(session.get("expires") or 0)
+    if not session.get("token") or (expires and expires - time.time() <= vault_client.SESSION_MARGIN):
+        return ""
+    return session["token"]
+
+
 def _show(value):
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -97,4 +109,5 @@ class FilterModule(object):
             "failure": failure,
             "failure_line": failure_line,
             "known_public_keys": known_public_keys,
+            "vault_session_token": vault_session_token,
         }

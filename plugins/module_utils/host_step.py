@@ -50,6 +50,8 @@ STAGES = {
     "confirm": "Record in Vault that the host accepts the current keys",
     "drop_fallback": "Install again without the fallback key",
 }
+# What the result keeps of the batch module's answer per role.
+HOST_FIELDS = ("user", "path", "user_created", "user_missing", "added", "removed", "updated", "expiring", "stale", "serial")
 ERRORS = (ValidationError, VaultError, keypair_store.KeypairError, ssh_keys.SSHKeyError, ssh_agent.AgentError)
 
 
@@ -91,6 +93,7 @@ class Tenant(object):
         self.mode = "keys"
         self.keys = {}  # role -> keypair_store.host_view
         self.installed, self.stale, self.verified, self.confirmed, self.superseded = [], [], [], [], {}
+        self.host_results = {}  # role -> the batch module's last result for it (added, removed, user_created, ...)
         self.stage = None
         self.error = None
 
@@ -232,6 +235,7 @@ class HostStep(object):
                 continue
             role = name.split(":", 1)[1]
             if role in ROLES:
+                tenant.host_results[role] = dict((k, item.get(k)) for k in HOST_FIELDS)
                 if item.get("changed") and role not in tenant.installed:
                     tenant.installed.append(role)
                 if item.get("stale") and stage == "install":
@@ -332,9 +336,9 @@ class HostStep(object):
                 roles[role] = dict(fingerprint=view.get("fingerprint") or "", vault_changed=role in tenant.rotated,
                                    host_changed=role in tenant.installed, stale=role in tenant.stale,
                                    verified=role in tenant.verified, confirmed=role in tenant.confirmed,
-                                   superseded=tenant.superseded.get(role) or "")
+                                   superseded=tenant.superseded.get(role) or "", host=tenant.host_results.get(role) or {})
             entry = dict(ok=tenant.ok, stage=tenant.stage or "", error=tenant.error or "", mode=tenant.mode,
-                         account=tenant.account, roles=roles)
+                         account=tenant.account, roles=roles, keys=tenant.keys)
             tenants[tenant.tenant_id] = entry
             if not tenant.ok:
                 failures.append(dict(tenant_id=tenant.tenant_id, host=self.host["name"],

@@ -600,14 +600,89 @@ _STATUS = {
 }
 
 
-def controller_vault_options(args, task_vars):
+# ---------------------------------------------------------------------------------------
+# One login per run (penguinmails.vps.vault_session)
+# ---------------------------------------------------------------------------------------
+SESSION_FACT = "penguinmails_vault_session"
+# A session token with less than this many seconds left is not handed out: the caller logs in itself.
+SESSION_MARGIN = 120
+_SESSION_SETTINGS = ("url", "namespace", "auth_method", "auth_mount", "role_id", "jwt_role")
+
+
+def session_key(settings):
+    """What a session is valid for: the Vault and the login (never a secret)."""
+    digest = hashlib.sha256()
+    for name in _SESSION_SETTINGS:
+        digest.update(("%s=%r\0" % (name, settings.get(name))).encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
+def session_usable(session, settings, now):
+    """True when ``session`` (the fact) holds a token of this login that is still valid for a while."""
+    if not session or not session.get("token") or session.get("key") != session_key(settings):
+        return False
+    expires = session.get("expires")
+    return not expires or float(expires) - now > SESSION_MARGIN
+
+
+def start_session(settings):
+    """Log in once (AppRole, JWT) and return the session fact: the token, its accessor, expiry and key.
+    Token auth needs no session: ``{}`` (the caller's token is used as it is, and never revoked)."""
+    if settings["auth_method"] == "token":
+        return {}
+    client = VaultClient(settings)
+    client.login()
+    token = client.hvac.token
+    info = client.api("GET", "auth/token/lookup-self", where="lookup of the run's token").get("data") or {}
+    ttl = int(info.get("ttl") or 0)
+    client.close()
+    return dict(token=token, accessor=info.get("accessor") or "", key=session_key(settings), method=settings["auth_method"],
+                expires=time.time() + ttl if ttl else 0)
+
+
+def end_session(session, settings):
+    """Revoke the session's token (revoke-self); True when a token was revoked."""
+    if not session or not session.get("token"):
+        return False
+    client = VaultClient(dict(settings, auth_method="token", token=session["token"]))
+    try:
+        client.api("POST", "auth/token/revoke-self", where="revocation of the run's token", retry=False)
+    except VaultAuthError:
+        return False  # already expired or revoked
+    finally:
+        client.close()
+    return True
+
+
+def session_summary(session):
+    """The session without its token (what a task may show)."""
+    return dict((name, session.get(name)) for name in ("accessor", "method", "expires") if session)
+
+
+def controller_vault_options(args, task_vars, session=True):
     """Vault options of a controller-side action plugin: the task's arguments first, then the
     ``penguinmails_vault_<option>`` variables (as the lookup reads them), then (in :func:`resolve_settings`)
-    the environment."""
+    the environment. With ``session``, the run's session token (penguinmails.vps.vault_session, a fact of
+    localhost) replaces a login of the same settings."""
     options = {}
     for name in OPTION_SOURCES:
         value = args.get(name)
         if value is None:
             value = task_vars.get("penguinmails_vault_" + name)
         options[name] = value
+    if not session or options.get("token"):
+        return options
+    hostvars = task_vars.get("hostvars") or {}
+    try:
+        found = (hostvars.get("localhost") or {}).get(SESSION_FACT) or task_vars.get(SESSION_FACT) or {}
+    except Exception:  # pylint: disable=broad-except  # hostvars of an inventory without localhost
+        found = task_vars.get(SESSION_FACT) or {}
+    if not found:
+        return options
+    try:
+        settings = resolve_settings(options)
+    except VaultError:
+        return options
+    if session_usable(found, settings, time.time()):
+        options.update(auth_method="token", token=found["token"])
     return options

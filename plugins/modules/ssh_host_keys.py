@@ -172,8 +172,10 @@ RETURN = r"""
 tenants:
   description:
     - Per tenant id - C(ok), C(stage) and C(error) (when it failed), C(mode) (V(keys), V(certificates), V(both)),
-      C(account), and per role C(fingerprint), C(vault_changed), C(host_changed), C(stale), C(verified),
-      C(confirmed), C(superseded).
+      C(account), per role C(fingerprint), C(vault_changed), C(host_changed), C(stale), C(verified),
+      C(confirmed), C(superseded), C(host) (what M(penguinmails.vps.authorized_key_batch) did - C(user), C(path),
+      C(user_created), C(added), C(removed), C(updated), C(expiring), C(stale), C(serial)), and C(keys) - per role what the host was given (the public view of
+      M(penguinmails.vps.vault_ssh_keypair_info) - C(host_keys), C(grace_keys), C(revoked_keys), C(version), ...).
   returned: always
   type: dict
   sample:

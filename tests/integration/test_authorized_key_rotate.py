@@ -350,8 +350,11 @@ def test_symlinked_authorized_keys_is_refused(host, keys, play):
 
 
 def keys_task(tasks):
-    """The role's task that set the managed keys (its results carry ssh_access_role)."""
-    return [task for task in tasks if task.get("results") and "ssh_access_role" in task["results"][0]][-1]
+    """What the role's host step (penguinmails.vps.ssh_host_keys) did per role, as {"results": [...]} in role order,
+    each with ssh_access_role, changed and the batch module's fields (user_created, added, removed, ...)."""
+    task = [task for task in tasks if task.get("tenants")][-1]
+    (tenant,) = task["tenants"].values()
+    return {"results": [dict(done["host"], ssh_access_role=role, changed=done["host_changed"]) for role, done in tenant["roles"].items()]}
 
 
 def test_ssh_access_role_installs_vault_keys(host, keys, play, openbao):

@@ -429,12 +429,21 @@ LOCALHOST_CASES = """
 
 
 def host_cases(lab, tmp):
-    """Modules that run on a VPS: authorized_key_rotate on a lab host (sshd, its own accounts)."""
+    """Modules that run on a VPS: authorized_key_rotate, authorized_key_batch and the host step ssh_host_keys on a lab
+    host (sshd, its own accounts), for a tenant with keys in the lab's Vault."""
+    from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store
+    from ansible_collections.penguinmails.vps.plugins.module_utils import vault_client as vc
+
     host = lab.create_host("rt" + secrets.token_hex(2))
+    tenant = "rt" + secrets.token_hex(4)
+    client = vc.get_client({"url": lab["vault"]["addr"], "token": lab["vault"]["token"]})
+    for role in ("admin", "tenant"):
+        store = keypair_store.KeypairStore(client, tenant, role)
+        store.commit(store.plan("present", key_type="ed25519"))
     try:
         inventory = lab.inventory(tmp, [host])
         keys = [_public_key() for _index in range(3)]
-        plays = HOST_CASES.replace("@host@", host["name"])
+        plays = HOST_CASES.replace("@host@", host["name"]).replace("@tenant@", tenant)
         for index, key in enumerate(keys):
             plays = plays.replace("@key%d@" % index, key)
         return run_cases(lab, tmp, plays, inventory=inventory, name="host")
@@ -488,6 +497,35 @@ HOST_CASES = """
         keys: ["@key2@"]
         missing_user: ignore
       register: rt_missing
+    - penguinmails.vps.authorized_key_batch:
+        entries:
+          - {name: "rtb:admin", user: rtbatch, manage_user: true, keys: ["@key0@"], marker: "penguinmails:rtb:admin", serial: 1,
+             requires: ["rtb:principal"]}
+          - {name: "bad:admin", user: rtbatch, keys: ["not a key"], marker: "penguinmails:bad:admin"}
+        principals:
+          - {name: "rtb:principal", path: /root/rt-principals, kind: block, marker: "penguinmails admin certificates for rtb",
+             principal: penguinmails-admin}
+      check_mode: true
+      diff: true
+      register: rt_batch_check
+    - penguinmails.vps.authorized_key_batch:
+        entries:
+          - {name: "rtb:admin", user: rtbatch, manage_user: true, keys: ["@key0@"], marker: "penguinmails:rtb:admin", serial: 1}
+          - {name: "bad:admin", user: rtbatch, keys: ["not a key"], marker: "penguinmails:bad:admin"}
+        principals:
+          - {name: "rtb:principal", path: /root/rt-principals, kind: block, marker: "penguinmails admin certificates for rtb",
+             principal: penguinmails-admin}
+      register: rt_batch_create
+    - penguinmails.vps.ssh_host_keys:
+        jobs: [{tenant_id: "@tenant@", roles: [admin, tenant]}]
+        verify: false
+      register: rt_host_keys
+    - penguinmails.vps.ssh_host_keys:
+        jobs: [{tenant_id: "@tenant@", roles: [admin, tenant], rotated_roles: [tenant]}, {tenant_id: "../x", roles: [admin]}]
+        verify: false
+      check_mode: true
+      diff: true
+      register: rt_host_keys_check
     - {penguinmails.vps.ssh_krl: {path: /root/rt.krl, ca_keys: ["@key0@"], serials: ["5", "0x7"], key_ids: [rt], public_keys: ["@key1@"]},
        check_mode: true, diff: true, register: rt_krl_check}
     - {penguinmails.vps.ssh_krl: {path: /root/rt.krl, ca_keys: ["@key0@"], serials: ["5", "0x7"], key_ids: [rt], public_keys: ["@key1@"]},
@@ -502,6 +540,10 @@ HOST_CASES = """
         r_ssh_krl__again: "{{ rt_krl_again }}"
         r_ssh_krl__no_ca: "{{ rt_krl_no_ca }}"
         r_authorized_key_rotate__check: "{{ rt_check }}"
+        r_authorized_key_batch__check: "{{ rt_batch_check }}"
+        r_authorized_key_batch__create: "{{ rt_batch_create }}"
+        r_ssh_host_keys__install: "{{ rt_host_keys }}"
+        r_ssh_host_keys__check_and_failure: "{{ rt_host_keys_check }}"
         r_authorized_key_rotate__create: "{{ rt_create }}"
         r_authorized_key_rotate__rotate: "{{ rt_rotate }}"
         r_authorized_key_rotate__missing: "{{ rt_missing }}"
