@@ -17,6 +17,8 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import audit
 from ansible_collections.penguinmails.vps.plugins.module_utils.audit import (
+    AUDIT_EVENT_MUTUALLY_EXCLUSIVE,
+    AUDIT_EVENT_REQUIRED_ONE_OF,
     AuditError,
     audit_event_argument_spec,
     audit_log_from_options,
@@ -51,40 +53,63 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        validation, args = self.validate_argument_spec(argument_spec=audit_event_argument_spec())
+        validation, args = self.validate_argument_spec(argument_spec=audit_event_argument_spec(),
+                                                       mutually_exclusive=AUDIT_EVENT_MUTUALLY_EXCLUSIVE,
+                                                       required_one_of=AUDIT_EVENT_REQUIRED_ONE_OF)
         del validation
-        try:
-            event = build_event(
-                action=args["action"],
-                status=args["status"],
-                tenant_id=args["tenant_id"],
-                user_id=args["user_id"] or _default_user(task_vars),
-                ip_address=args["ip_address"] or _default_ip(task_vars),
-                details=args["details"],
-                severity=args["severity"],
-                no_log_values=args["redact_values"],
-            )
-        except AuditError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
-        result.update(changed=False, audit_event=event)
+        many = args["events"] is not None
+        items = args["events"] if many else [args]
+        events = []
+        # Every event is built (and so checked) before any is delivered: a bad one delivers none.
+        for index, item in enumerate(items):
+            try:
+                events.append(build_event(
+                    action=item["action"],
+                    status=item["status"],
+                    tenant_id=item["tenant_id"],
+                    user_id=item["user_id"] or _default_user(task_vars),
+                    ip_address=item["ip_address"] or _default_ip(task_vars),
+                    details=item["details"],
+                    severity=item["severity"],
+                    no_log_values=item["redact_values"],
+                ))
+            except AuditError as exc:
+                result.update(failed=True, msg=("events[%d]: %s" % (index, exc)) if many else str(exc))
+                return result
+        result.update(changed=False)
         state = audit.RUN_STATE
-        if state.get("options") is None or self._task.no_log:
-            # Callback not enabled: the event is only returned. A no_log task: the callback records
-            # that an audit point was hidden (audit_event_hidden).
-            return result
+        if state.get("options") is not None and not self._task.no_log:
+            # Callback enabled: deliver each event (all of them, even after one failed). A no_log task: the callback
+            # records that an audit point was hidden (audit_event_hidden); without the callback the events are only
+            # returned.
+            events = self._deliver(events, state, task_vars, result)
+        if many:
+            result["audit_events"] = events
+            if events:
+                result["audit_event"] = events[-1]
+        else:
+            result["audit_event"] = events[0]
+        return result
+
+    def _deliver(self, events, state, task_vars, result):
         options = state["options"]
         log = audit_log_from_options(options, run_file=state.get("run_file"))
-        delivery = log.deliver(event, self._context(state, task_vars))
-        result["audit_event"] = delivery.event
-        result["audit_delivery"] = delivery.summary()
-        warnings = ["penguinmails.vps.audit: %s" % message for message in delivery.warnings()]
+        delivered, summaries, warnings, verdicts = [], [], [], []
+        for event in events:
+            delivery = log.deliver(event, self._context(state, task_vars))
+            delivered.append(delivery.event)
+            summaries.append(delivery.summary())
+            warnings += ["penguinmails.vps.audit: %s" % message for message in delivery.warnings()]
+            verdict = delivery.verdict(options.get("on_sink_failure") or "warn", options.get("on_event_lost") or "fail")
+            if verdict:
+                verdicts.append(verdict)
+        if summaries:
+            result["audit_delivery"] = summaries[-1]
         if warnings:
             result["warnings"] = warnings
-        verdict = delivery.verdict(options.get("on_sink_failure") or "warn", options.get("on_event_lost") or "fail")
-        if verdict:
-            result.update(failed=True, msg=verdict)
-        return result
+        if verdicts:
+            result.update(failed=True, msg=verdicts[0] if len(verdicts) == 1 else "%s (and %d more)" % (verdicts[0], len(verdicts) - 1))
+        return delivered
 
     def _context(self, state, task_vars):
         context = {

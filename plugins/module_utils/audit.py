@@ -406,10 +406,9 @@ def build_event(action, status="success", tenant_id=None, user_id=None, ip_addre
     }
 
 
-def audit_event_argument_spec():
-    """The options of the ``audit_event`` module and action (shared so they cannot drift)."""
+def _event_options():
     return dict(
-        action=dict(type="str", required=True),
+        action=dict(type="str"),
         status=dict(type="str", default="success", choices=list(STATUSES)),
         tenant_id=dict(type="str"),
         user_id=dict(type="str"),
@@ -418,6 +417,21 @@ def audit_event_argument_spec():
         severity=dict(type="str", choices=list(SEVERITIES)),
         redact_values=dict(type="list", elements="str", default=[], no_log=True),
     )
+
+
+def audit_event_argument_spec():
+    """The options of the ``audit_event`` module and action (shared so they cannot drift): one event, or a list of
+    events (``events``, one task for every tenant of a host)."""
+    spec = _event_options()
+    item = _event_options()
+    item["action"]["required"] = True
+    spec["events"] = dict(type="list", elements="dict", options=item)
+    return spec
+
+
+# ``action`` and ``events`` exclude each other; one of them is needed.
+AUDIT_EVENT_MUTUALLY_EXCLUSIVE = [("action", "events")]
+AUDIT_EVENT_REQUIRED_ONE_OF = [("action", "events")]
 
 
 def normalize_event(candidate, no_log_values=()):

@@ -43,8 +43,8 @@ options:
         V(ssh_key_regenerated), V(vps_migration_completed), V(vps_migration_failed),
         V(smtp_credentials_recovered), V(smtp_password_rotated), V(smtp_password_applied),
         V(dkim_key_rotated), V(bulk_rotation_completed), V(ssh_login_failed) and V(vault_write_burst)."
+      - One of O(action) and O(events) is required.
     type: str
-    required: true
   status:
     description:
       - Outcome of the audited operation.
@@ -89,6 +89,49 @@ options:
     type: list
     elements: str
     default: []
+  events:
+    description:
+      - Several events in one task, for example every tenant of a host in a fleet run (the
+        RV(penguinmails.vps.ssh_host_keys#module:audit_events) of M(penguinmails.vps.ssh_host_keys)). Each item has the
+        options of a single event and their defaults; the events are returned in RV(audit_events), in order.
+      - Every event is checked before any is delivered - an invalid one fails the task naming its index and the rule,
+        and none of the list is written. With the callback each event is delivered like a single one, all of them even
+        when one fails; the task then fails with the first verdict.
+      - An empty list is a no-op. Excludes O(action).
+    type: list
+    elements: dict
+    suboptions:
+      action:
+        description: The event name.
+        type: str
+        required: true
+      status:
+        description: V(success) or V(failure).
+        type: str
+        choices: [success, failure]
+        default: success
+      tenant_id:
+        description: The tenant the event is about.
+        type: str
+      user_id:
+        description: Who performed the operation (default as O(user_id)).
+        type: str
+      ip_address:
+        description: The address involved (default as O(ip_address)).
+        type: str
+      details:
+        description: Event-specific data, as O(details).
+        type: dict
+        default: {}
+      severity:
+        description: As O(severity).
+        type: str
+        choices: [info, warning, critical]
+      redact_values:
+        description: As O(redact_values).
+        type: list
+        elements: str
+        default: []
 extends_documentation_fragment:
   - penguinmails.vps.attributes
   - penguinmails.vps.attributes.action
@@ -108,6 +151,10 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Audit every tenant of a host in one task (the fleet host step's events)
+  penguinmails.vps.audit_event:
+    events: "{{ host_step.audit_events }}"
+
 - name: Audit a manual rotation of the admin key
   penguinmails.vps.audit_event:
     action: ssh_key_rotated
@@ -148,12 +195,19 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+audit_events:
+  description:
+    - With O(events), every event, in order, each as RV(audit_event) describes it.
+  returned: when O(events) is given
+  type: list
+  elements: dict
+  sample: [{"action": "ssh_key_rotated", "tenantId": "acme", "status": "success", "severity": "info", "details": {"role": "admin"}}]
 audit_event:
   description:
-    - The event, redacted.
+    - The event, redacted (with O(events), the last one; absent for an empty list).
     - When the audit callback is enabled, the event as written - with C(context), C(chain_id), C(seq),
       C(prev_hash), C(hash_alg) and C(hash) when the file took it.
-  returned: always
+  returned: always, but with an empty O(events)
   type: dict
   contains:
     timestamp:
@@ -239,6 +293,8 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.penguinmails.vps.plugins.module_utils.audit import (
+    AUDIT_EVENT_MUTUALLY_EXCLUSIVE,
+    AUDIT_EVENT_REQUIRED_ONE_OF,
     AuditError,
     audit_event_argument_spec,
     build_event,
@@ -248,22 +304,28 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.audit import (
 def main():
     # Normally the action plugin of the same name runs instead, on the controller; this module is
     # the fallback when the task is sent to a host, and the source of the documentation.
-    module = AnsibleModule(argument_spec=audit_event_argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=audit_event_argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=AUDIT_EVENT_MUTUALLY_EXCLUSIVE, required_one_of=AUDIT_EVENT_REQUIRED_ONE_OF)
     params = module.params
-    try:
-        event = build_event(
-            action=params["action"],
-            status=params["status"],
-            tenant_id=params["tenant_id"],
-            user_id=params["user_id"] or os.environ.get("PENGUINMAILS_AUDIT_USER") or getpass.getuser(),
-            ip_address=params["ip_address"],
-            details=params["details"],
-            severity=params["severity"],
-            no_log_values=params["redact_values"],
-        )
-    except AuditError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, audit_event=event)
+    many = params["events"] is not None
+    events = []
+    for index, item in enumerate(params["events"] if many else [params]):
+        try:
+            events.append(build_event(
+                action=item["action"],
+                status=item["status"],
+                tenant_id=item["tenant_id"],
+                user_id=item["user_id"] or os.environ.get("PENGUINMAILS_AUDIT_USER") or getpass.getuser(),
+                ip_address=item["ip_address"],
+                details=item["details"],
+                severity=item["severity"],
+                no_log_values=item["redact_values"],
+            ))
+        except AuditError as exc:
+            module.fail_json(msg=("events[%d]: %s" % (index, exc)) if many else str(exc))
+    if not many:
+        module.exit_json(changed=False, audit_event=events[0])
+    module.exit_json(changed=False, audit_events=events, **(dict(audit_event=events[-1]) if events else {}))
 
 
 if __name__ == "__main__":

@@ -498,6 +498,49 @@ def test_audit_event_argument_errors_fail_the_task(tmp_path):
     assert not audit_file.exists()
 
 
+def test_a_list_of_events_in_one_task_is_chained_and_a_bad_one_delivers_none(tmp_path):
+    audit_file = tmp_path / "audit.jsonl"
+    proc = run_playbook(
+        """
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: Three tenants of a host in one task
+              penguinmails.vps.audit_event:
+                events:
+                  - {action: ssh_key_rotated, tenant_id: t1, details: {role: admin, mode: auto, host: vps-1}}
+                  - {action: ssh_key_rotated, tenant_id: t2, details: {role: tenant, mode: auto, host: vps-1}}
+                  - {action: ssh_key_rotated, tenant_id: t3, status: failure, details: {roles: [admin], stage: host, error: refused}}
+              register: many
+            - name: Nothing to audit
+              penguinmails.vps.audit_event:
+                events: []
+              register: empty_list
+            - ansible.builtin.assert:
+                that:
+                  - many.audit_events | map(attribute='tenantId') | list == ['t1', 't2', 't3']
+                  - many.audit_event.tenantId == 't3'
+                  - empty_list.audit_events == [] and empty_list is not changed
+            - name: One bad event of the list
+              penguinmails.vps.audit_event:
+                events:
+                  - {action: ssh_key_rotated, tenant_id: t4}
+                  - {action: "Bad Name", tenant_id: t5}
+        """,
+        env=callback_env(audit_file),
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert "events[1]: invalid audit action 'Bad Name'" in proc.stdout
+    events = [event for event in read_events(audit_file) if event.get("action") == "ssh_key_rotated"]
+    assert [(e["tenantId"], e["status"], e["severity"]) for e in events] == [
+        ("t1", "success", "info"), ("t2", "success", "info"), ("t3", "failure", "critical")]
+    assert events[0]["details"]["host"] == "vps-1" and events[2]["details"]["stage"] == "host"
+    assert len(set(e["seq"] for e in events)) == 3
+    check = verify(audit_file)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 def test_ansible_doc_renders_the_callback_and_module():
     for kind, name in (("callback", "penguinmails.vps.audit"), ("module", "penguinmails.vps.audit_event")):
         proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-doc"), "-t", kind, name],
