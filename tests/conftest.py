@@ -23,8 +23,9 @@ from tests.support.openbao import OpenBao  # noqa: E402
 
 ensure_collection_link()
 
-# Lab fixtures (OpenBao with audit, BIND9, Hostwinds simulator, lab hosts) live with the lab.
-pytest_plugins = ["tests.lab.fixtures"]
+# Lab fixtures (OpenBao with audit, BIND9, Hostwinds simulator, lab hosts) live with the lab; every test's
+# duration goes to tests/output/durations.tsv and durations_by_file.tsv (tests/support/durations.py).
+pytest_plugins = ["tests.lab.fixtures", "tests.support.durations"]
 
 
 BASETEMP_PREFIX = "pmt-"
