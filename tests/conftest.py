@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(REPO, "collections"))
 sys.path.insert(0, REPO)
 
 from tests.support.ansible_run import ensure_collection_link  # noqa: E402
-from tests.support.openbao import OpenBao  # noqa: E402
+from tests.support.openbao import OpenBao, PrivateMounts  # noqa: E402
 
 ensure_collection_link()
 
@@ -74,8 +74,22 @@ def openbao():
 
 
 @pytest.fixture()
+def private_vault(openbao):
+    """The session OpenBao with this test's own KV v2 mounts vps-<id>, smtp-<id>, dkim-<id> (PrivateMounts in
+    tests/support/openbao.py), disabled at teardown: for a test that lists or counts what a whole mount holds.
+    The test passes ``private_vault.mounts`` (or .vps/.smtp/.dkim) to the code under test."""
+    mounts = PrivateMounts(openbao).create()
+    try:
+        yield mounts
+    finally:
+        mounts.remove()
+
+
+@pytest.fixture()
 def fresh_openbao():
-    """A private OpenBao for tests that seal or otherwise break the server."""
+    """A private OpenBao for tests that seal, stop or otherwise break the server, or set up what is global to a
+    server (policies, auth methods, identities, audit devices, the mounts' own configuration); a test that only
+    needs data nobody else sees takes ``private_vault`` (about 0.6 s less per test)."""
     with OpenBao() as server:
         server.enable_kv()
         yield server

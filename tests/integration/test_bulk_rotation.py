@@ -29,14 +29,14 @@ PLAY = """
 """
 
 
-def seed(client, tenants, last_rotated=OLD, roles=("admin", "tenant")):
+def seed(client, tenants, last_rotated=OLD, roles=("admin", "tenant"), mount="vps"):
     """Give every tenant a key pair whose last rotation was long ago (due)."""
     for tenant in tenants:
         for role in roles:
             pair = ssh_keys.generate_keypair("ed25519", comment="seed")
             record = keypair_store.record_created(pair, keypair_store.utcnow(), 90)
             record["last_rotated"] = last_rotated
-            mount, path = "vps", "%s/%s_ssh" % (tenant, role)
+            path = "%s/%s_ssh" % (tenant, role)
             client.write(mount, path, record, cas=0)
 
 
@@ -49,68 +49,73 @@ def run_bulk(server, args, extra_args=()):
     return json.loads(match.group(1).replace('\\"', '"'))
 
 
-def test_rotates_only_due_keys_and_keeps_grace_and_history(fresh_openbao):
-    client = vc.get_client({"url": fresh_openbao.addr, "token": fresh_openbao.token})
-    seed(client, ["b1", "b2", "b3"])
-    seed(client, ["fresh"], last_rotated=keypair_store.format_time(keypair_store.utcnow()))
-    before = {t: client.read("vps", "%s/admin_ssh" % t).data for t in ("b1", "b2", "b3", "fresh")}
+def test_rotates_only_due_keys_and_keeps_grace_and_history(private_vault):
+    client = vc.get_client({"url": private_vault.addr, "token": private_vault.token})
+    mount = private_vault.vps  # this test's own KV mount on the session OpenBao
+    seed(client, ["b1", "b2", "b3"], mount=mount)
+    seed(client, ["fresh"], last_rotated=keypair_store.format_time(keypair_store.utcnow()), mount=mount)
+    before = {t: client.read(mount, "%s/admin_ssh" % t).data for t in ("b1", "b2", "b3", "fresh")}
 
-    checked = run_bulk(fresh_openbao, {"key_type": "ed25519"})
+    checked = run_bulk(private_vault, {"key_type": "ed25519", "mount": mount})
     assert checked["rotated_count"] == 6 and checked["failures_count"] == 0 and checked["changed"] is True
     assert {(s["tenant_id"], s["reason"]) for s in checked["skipped"]} == {("fresh", "not due")}
     for tenant in ("b1", "b2", "b3"):
-        secret = client.read("vps", "%s/admin_ssh" % tenant)
+        secret = client.read(mount, "%s/admin_ssh" % tenant)
         assert secret.version == 2
         assert secret.data["grace_public_key"] == before[tenant]["public_key"]
         assert secret.data["public_key"] != before[tenant]["public_key"]
         assert ssh_keys.fingerprint(secret.data["public_key"]) == secret.data["fingerprint"]
         # Nothing lost: the previous key is still in the KV history.
-        assert client.read("vps", "%s/admin_ssh" % tenant, version=1).data["private_key"] == before[tenant]["private_key"]
-    assert client.read("vps", "fresh/admin_ssh").version == 1
+        assert client.read(mount, "%s/admin_ssh" % tenant, version=1).data["private_key"] == before[tenant]["private_key"]
+    assert client.read(mount, "fresh/admin_ssh").version == 1
 
-    again = run_bulk(fresh_openbao, {"key_type": "ed25519"})
+    again = run_bulk(private_vault, {"key_type": "ed25519", "mount": mount})
     assert again["rotated_count"] == 0 and again["changed"] is False
 
 
-def test_check_mode_writes_nothing(fresh_openbao):
-    client = vc.get_client({"url": fresh_openbao.addr, "token": fresh_openbao.token})
-    seed(client, ["c1", "c2"], roles=("admin",))
-    result = run_bulk(fresh_openbao, {"key_type": "ed25519", "roles": ["admin"]}, extra_args=["--check"])
-    assert client.read("vps", "c1/admin_ssh").version == 1 and client.read("vps", "c2/admin_ssh").version == 1
+def test_check_mode_writes_nothing(private_vault):
+    client = vc.get_client({"url": private_vault.addr, "token": private_vault.token})
+    mount = private_vault.vps  # this test's own KV mount on the session OpenBao
+    seed(client, ["c1", "c2"], roles=("admin",), mount=mount)
+    result = run_bulk(private_vault, {"key_type": "ed25519", "roles": ["admin"], "mount": mount}, extra_args=["--check"])
+    assert client.read(mount, "c1/admin_ssh").version == 1 and client.read(mount, "c2/admin_ssh").version == 1
     assert sorted(item["tenant_id"] for item in result["would_rotate"]) == ["c1", "c2"]
     assert result["changed"] is True and result["rotated_count"] == 0
 
 
-def test_a_concurrent_writer_fails_one_tenant_only(fresh_openbao):
+def test_a_concurrent_writer_fails_one_tenant_only(private_vault):
     """The check-and-set write loses for the tenant changed behind our back; the others rotate."""
-    client = vc.get_client({"url": fresh_openbao.addr, "token": fresh_openbao.token})
-    seed(client, ["d1", "d2", "d3"], roles=("admin",))
+    client = vc.get_client({"url": private_vault.addr, "token": private_vault.token})
+    mount = private_vault.vps  # this test's own KV mount on the session OpenBao
+    seed(client, ["d1", "d2", "d3"], roles=("admin",), mount=mount)
     original_read = keypair_store.KeypairStore.read
 
     def read_then_race(store):
         data, version = original_read(store)
         if store.tenant_id == "d2":
             # Another rotation lands between our read and our write.
-            client.write("vps", "d2/admin_ssh", dict(data, note="other writer"), cas=version)
+            client.write(mount, "d2/admin_ssh", dict(data, note="other writer"), cas=version)
         return data, version
 
     keypair_store.KeypairStore.read = read_then_race
     try:
-        result = bulk_rotation.rotate_many(client, ["d1", "d2", "d3"], roles=["admin"], key_type="ed25519", workers=2)
+        result = bulk_rotation.rotate_many(client, ["d1", "d2", "d3"], roles=["admin"], key_type="ed25519", workers=2,
+                                           mount=mount)
     finally:
         keypair_store.KeypairStore.read = original_read
     assert [r["tenant_id"] for r in result["rotated"]] == ["d1", "d3"]
     assert len(result["failures"]) == 1 and result["failures"][0]["tenant_id"] == "d2"
-    assert "check-and-set conflict on write of vps/d2/admin_ssh" in result["failures"][0]["error"]
-    assert client.read("vps", "d2/admin_ssh").data["note"] == "other writer"
+    assert "check-and-set conflict on write of %s/d2/admin_ssh" % mount in result["failures"][0]["error"]
+    assert client.read(mount, "d2/admin_ssh").data["note"] == "other writer"
 
 
-def test_invalid_tenant_is_refused_before_anything(fresh_openbao):
-    client = vc.get_client({"url": fresh_openbao.addr, "token": fresh_openbao.token})
-    seed(client, ["e1"], roles=("admin",))
-    result = run_playbook(PLAY.format(args=json.dumps({"tenants": ["e1", "../x"]})), env=fresh_openbao.env())
+def test_invalid_tenant_is_refused_before_anything(private_vault):
+    client = vc.get_client({"url": private_vault.addr, "token": private_vault.token})
+    mount = private_vault.vps  # this test's own KV mount on the session OpenBao
+    seed(client, ["e1"], roles=("admin",), mount=mount)
+    result = run_playbook(PLAY.format(args=json.dumps({"tenants": ["e1", "../x"], "mount": mount})), env=private_vault.env())
     assert "invalid tenant id '../x'" in result.stdout
-    assert client.read("vps", "e1/admin_ssh").version == 1
+    assert client.read(mount, "e1/admin_ssh").version == 1
 
 
 def test_leader_killed_during_bulk_rotation_loses_no_key():

@@ -124,9 +124,10 @@ def test_tenant_secrets_info_statuses_and_urgency(openbao, tmp_path):
         assert "PRIVATE KEY" not in text and "smtp-Secret-123" not in text
 
 
-def test_tenant_secrets_info_lists_every_tenant_and_works_in_check_mode(fresh_openbao, tmp_path):
-    seed(fresh_openbao, "all")
-    result, _unused = run_module("penguinmails.vps.tenant_secrets_info", {}, env=fresh_openbao.env(), tmp_path=tmp_path, check=True)
+def test_tenant_secrets_info_lists_every_tenant_and_works_in_check_mode(private_vault, tmp_path):
+    seed(private_vault, "all")  # into this test's own mounts on the session OpenBao
+    mounts = {"vps_mount": private_vault.vps, "smtp_mount": private_vault.smtp, "dkim_mount": private_vault.dkim}
+    result, _unused = run_module("penguinmails.vps.tenant_secrets_info", mounts, env=private_vault.env(), tmp_path=tmp_path, check=True)
     assert not result.get("failed"), result
     assert sorted(t["tenant_id"] for t in result["tenants"]) == ["all-bare", "all-due", "all-exp", "all-ok"]
     # evaluated at the real current time: the fixed 2026-06 dates are long past, so the admin keys have expired

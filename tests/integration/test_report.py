@@ -19,6 +19,7 @@ from tests.support.openbao import free_port
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
 PLAYBOOK = os.path.join(REPO, "playbooks", "report.yml")
+MOUNTS = {"vps": "vps", "smtp": "smtp", "dkim": "dkim"}  # the layout's KV mounts (a test may pass its own)
 SECRET_MARKERS = ("PRIVATE KEY", "smtp-Secret", "b3BlbnNzaC1rZXktdjE")  # PEM header, the password, OpenSSH key body
 
 
@@ -26,7 +27,7 @@ def days_ago(days):
     return keypair_store.format_time(NOW - datetime.timedelta(days=days))
 
 
-def put_key(client, tenant, role, age_days, state="active", downloaded=False):
+def put_key(client, tenant, role, age_days, state="active", downloaded=False, mounts=None):
     """A real key pair stored the way vault_ssh_keypair stores it, last rotated age_days before NOW."""
     pair = ssh_keys.generate_keypair("ed25519", comment="%s-%s" % (tenant, role))
     record = keypair_store.record_created(pair, NOW - datetime.timedelta(days=age_days), 90)
@@ -34,32 +35,33 @@ def put_key(client, tenant, role, age_days, state="active", downloaded=False):
         record = keypair_store.record_downloaded(record, NOW - datetime.timedelta(days=age_days - 1))
     if state == "revoked":
         record = keypair_store.record_revoked(record, NOW - datetime.timedelta(days=1))
-    client.write("vps", "%s/%s_ssh" % (tenant, role), record)
+    client.write((mounts or MOUNTS)["vps"], "%s/%s_ssh" % (tenant, role), record)
     return pair
 
 
-def complete_tenant(client, tenant, admin_age, tenant_age, tenant_state="active"):
+def complete_tenant(client, tenant, admin_age, tenant_age, tenant_state="active", mounts=None):
     """Both keys, a record, SMTP admin credentials and a DKIM key."""
-    pairs = [put_key(client, tenant, "admin", admin_age),
-             put_key(client, tenant, "tenant", tenant_age, state=tenant_state, downloaded=True)]
+    mounts = mounts or MOUNTS
+    pairs = [put_key(client, tenant, "admin", admin_age, mounts=mounts),
+             put_key(client, tenant, "tenant", tenant_age, state=tenant_state, downloaded=True, mounts=mounts)]
     domain = "%s.example.com" % tenant
-    client.write("vps", "%s/record" % tenant, {"domain": domain, "vps_ip": "203.0.113.7"})
-    client.write("smtp", "%s/admin" % tenant, {"username": "admin@" + domain, "password": "smtp-Secret-%s" % tenant})
-    client.write("dkim", "%s/dkim" % domain, {"private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+    client.write(mounts["vps"], "%s/record" % tenant, {"domain": domain, "vps_ip": "203.0.113.7"})
+    client.write(mounts["smtp"], "%s/admin" % tenant, {"username": "admin@" + domain, "password": "smtp-Secret-%s" % tenant})
+    client.write(mounts["dkim"], "%s/dkim" % domain, {"private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
                                               "public_key": "MIIB"})
     return pairs
 
 
-def seed(client, prefix):
+def seed(client, prefix, mounts=None):
     """fresh (ok), soon (admin due in 5 days: warning), revoked (tenant key revoked: warning),
     due (admin overdue: critical), bare (admin key missing, nothing else: critical)."""
     names = dict((kind, "%s-%s" % (prefix, kind)) for kind in ("fresh", "soon", "revoked", "due", "bare"))
     pairs = []
-    pairs += complete_tenant(client, names["fresh"], admin_age=3, tenant_age=3)
-    pairs += complete_tenant(client, names["soon"], admin_age=85, tenant_age=10)
-    pairs += complete_tenant(client, names["revoked"], admin_age=2, tenant_age=20, tenant_state="revoked")
-    pairs += complete_tenant(client, names["due"], admin_age=100, tenant_age=30)
-    pairs.append(put_key(client, names["bare"], "tenant", 1))
+    pairs += complete_tenant(client, names["fresh"], admin_age=3, tenant_age=3, mounts=mounts)
+    pairs += complete_tenant(client, names["soon"], admin_age=85, tenant_age=10, mounts=mounts)
+    pairs += complete_tenant(client, names["revoked"], admin_age=2, tenant_age=20, tenant_state="revoked", mounts=mounts)
+    pairs += complete_tenant(client, names["due"], admin_age=100, tenant_age=30, mounts=mounts)
+    pairs.append(put_key(client, names["bare"], "tenant", 1, mounts=mounts))
     return names, pairs
 
 
@@ -145,11 +147,11 @@ def test_report_files_order_statuses_and_no_secrets(openbao, tmp_path):
         assert_no_secrets(text, pairs)
 
 
-def test_report_every_tenant_and_failed_logins(fresh_openbao, tmp_path):
+def test_report_every_tenant_and_failed_logins(private_vault, tmp_path):
     """Without tenant_ids every tenant is reported; a hosts group adds the failed SSH logins section
     (a host that is down is listed as not read)."""
-    client = vc.get_client({"url": fresh_openbao.addr, "token": fresh_openbao.token})
-    names, pairs = seed(client, "all")
+    client = vc.get_client({"url": private_vault.addr, "token": private_vault.token})
+    names, pairs = seed(client, "all", mounts=private_vault.mounts)  # this test's own mounts on the session OpenBao
     log = tmp_path / "auth.log"
     log.write_text(
         "Jun  1 09:00:01 vps1 sshd[100]: Failed publickey for root from 198.51.100.4 port 40022 ssh2: ED25519 SHA256:AbCdEf\n"
@@ -166,7 +168,8 @@ def test_report_every_tenant_and_failed_logins(fresh_openbao, tmp_path):
         "vps2 ansible_host=127.0.0.1 ansible_port={port} ansible_ssh_common_args='-o ConnectTimeout=5'\n"
         .format(py=sys.executable, port=free_port()))
     report_dir = tmp_path / "reports"
-    proc = run_report(fresh_openbao, report_dir, ["report_auth_log_path=%s" % log, "report_since=2000-01-01T00:00:00Z"],
+    mount_vars = ["penguinmails_vault_%s_mount=%s" % item for item in sorted(private_vault.mounts.items())]
+    proc = run_report(private_vault, report_dir, ["report_auth_log_path=%s" % log, "report_since=2000-01-01T00:00:00Z"] + mount_vars,
                       inventory=str(inventory))
     assert "Audit the failed logins" in proc.stdout
     outputs = read_outputs(report_dir)

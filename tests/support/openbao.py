@@ -15,6 +15,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+import uuid
 
 from tests.support.wait import wait_until
 
@@ -158,3 +159,64 @@ class OpenBao:
 
     def env(self, token=None):
         return {"VAULT_ADDR": self.addr, "VAULT_TOKEN": token or self.token}
+
+
+class PrivateMounts:
+    """This test's own KV v2 mounts on a shared OpenBao (the session server): ``vps-<id>``, ``smtp-<id>`` and
+    ``dkim-<id>``, enabled by ``create()`` and disabled (with everything in them) by ``remove()``. No other test
+    sees or lists what is written there, so a test that lists a whole mount needs no server of its own.
+
+    ``mounts`` maps the layout's names to this test's (``mounts["vps"]`` == ``vps``); the modules and playbooks
+    take them as options (``mount``, ``vps_mount``/``smtp_mount``/``dkim_mount``, the playbooks'
+    ``penguinmails_vault_*_mount``). kv_put/kv_get translate the layout's names, so helpers that write
+    ``kv_put("vps", ...)`` land in the private mount. Everything else (addr, token, env, request, api,
+    create_token) is the shared server's.
+    """
+
+    def __init__(self, server, names=KV_MOUNTS):
+        self.server = server
+        self.id = uuid.uuid4().hex[:8]
+        self.mounts = {name: "%s-%s" % (name, self.id) for name in names}
+        self.addr = server.addr
+        self.token = server.token
+
+    @property
+    def vps(self):
+        return self.mounts["vps"]
+
+    @property
+    def smtp(self):
+        return self.mounts["smtp"]
+
+    @property
+    def dkim(self):
+        return self.mounts["dkim"]
+
+    def create(self):
+        self.server.enable_kv(*self.mounts.values())
+        return self
+
+    def remove(self):
+        for mount in self.mounts.values():
+            self.server.api("DELETE", "/v1/sys/mounts/%s" % mount)
+
+    def mount(self, name):
+        return self.mounts.get(name, name)
+
+    def kv_put(self, mount, path, data, token=None):
+        return self.server.kv_put(self.mount(mount), path, data, token=token)
+
+    def kv_get(self, mount, path, version=None, token=None):
+        return self.server.kv_get(self.mount(mount), path, version=version, token=token)
+
+    def request(self, *args, **kwargs):
+        return self.server.request(*args, **kwargs)
+
+    def api(self, *args, **kwargs):
+        return self.server.api(*args, **kwargs)
+
+    def create_token(self, *args, **kwargs):
+        return self.server.create_token(*args, **kwargs)
+
+    def env(self, token=None):
+        return self.server.env(token)
