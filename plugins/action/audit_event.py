@@ -82,7 +82,7 @@ class ActionModule(ActionBase):
             # Callback enabled: deliver each event (all of them, even after one failed). A no_log task: the callback
             # records that an audit point was hidden (audit_event_hidden); without the callback the events are only
             # returned.
-            events = self._deliver(events, state, task_vars, result)
+            events = self._deliver(events, state, task_vars, result, many)
         if many:
             result["audit_events"] = events
             if events:
@@ -91,24 +91,27 @@ class ActionModule(ActionBase):
             result["audit_event"] = events[0]
         return result
 
-    def _deliver(self, events, state, task_vars, result):
+    def _deliver(self, events, state, task_vars, result, many):
+        """Deliver every event (one refused never stops the next); the task fails with the first verdict, naming the
+        event's index in ``events``."""
         options = state["options"]
         log = audit_log_from_options(options, run_file=state.get("run_file"))
         delivered, summaries, warnings, verdicts = [], [], [], []
-        for event in events:
+        for index, event in enumerate(events):
             delivery = log.deliver(event, self._context(state, task_vars))
             delivered.append(delivery.event)
             summaries.append(delivery.summary())
             warnings += ["penguinmails.vps.audit: %s" % message for message in delivery.warnings()]
             verdict = delivery.verdict(options.get("on_sink_failure") or "warn", options.get("on_event_lost") or "fail")
             if verdict:
-                verdicts.append(verdict)
+                verdicts.append(("events[%d]: %s" % (index, verdict)) if many else verdict)
         if summaries:
             result["audit_delivery"] = summaries[-1]
         if warnings:
             result["warnings"] = warnings
         if verdicts:
-            result.update(failed=True, msg=verdicts[0] if len(verdicts) == 1 else "%s (and %d more)" % (verdicts[0], len(verdicts) - 1))
+            more = " (and %d more of the list)" % (len(verdicts) - 1) if len(verdicts) > 1 else ""
+            result.update(failed=True, msg=verdicts[0] + more)
         return delivered
 
     def _context(self, state, task_vars):

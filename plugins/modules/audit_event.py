@@ -96,7 +96,7 @@ options:
         options of a single event and their defaults; the events are returned in RV(audit_events), in order.
       - Every event is checked before any is delivered - an invalid one fails the task naming its index and the rule,
         and none of the list is written. With the callback each event is delivered like a single one, all of them even
-        when one fails; the task then fails with the first verdict.
+        when one fails; the task then fails with the first verdict, prefixed with C(events[N]) (the index of its event).
       - An empty list is a no-op. Excludes O(action).
     type: list
     elements: dict
@@ -207,7 +207,7 @@ audit_event:
     - The event, redacted (with O(events), the last one; absent for an empty list).
     - When the audit callback is enabled, the event as written - with C(context), C(chain_id), C(seq),
       C(prev_hash), C(hash_alg) and C(hash) when the file took it.
-  returned: always, but with an empty O(events)
+  returned: always, except with an empty O(events)
   type: dict
   contains:
     timestamp:
@@ -271,8 +271,8 @@ audit_event:
       returned: when the audit callback is enabled and its file took the event
       type: str
 audit_delivery:
-  description: Where the event went.
-  returned: when the audit callback is enabled and the task is not C(no_log)
+  description: Where the event went (with O(events), the last one).
+  returned: when the audit callback is enabled, the task is not C(no_log) and there is an event
   type: dict
   contains:
     accepted:

@@ -531,12 +531,16 @@ def test_a_list_of_events_in_one_task_is_chained_and_a_bad_one_delivers_none(tmp
         tmp_path=tmp_path,
     )
     assert proc.returncode == 2, proc.stdout[-3000:]
-    assert "events[1]: invalid audit action 'Bad Name'" in proc.stdout
+    assert "events[1]: invalid audit action 'Bad Name': must match " in proc.stdout
     events = [event for event in read_events(audit_file) if event.get("action") == "ssh_key_rotated"]
     assert [(e["tenantId"], e["status"], e["severity"]) for e in events] == [
         ("t1", "success", "info"), ("t2", "success", "info"), ("t3", "failure", "critical")]
     assert events[0]["details"]["host"] == "vps-1" and events[2]["details"]["stage"] == "host"
     assert len(set(e["seq"] for e in events)) == 3
+    # chained one after the other, each with the defaults and the context of a single event of that task
+    assert all(b["prev_hash"] == a["hash"] and b["seq"] == a["seq"] + 1 for a, b in zip(events, events[1:]))
+    assert all(e["userId"] and e["context"]["task"] == "Three tenants of a host in one task" for e in events)
+    assert not [e for e in read_events(audit_file) if e.get("tenantId") in ("t4", "t5")]  # the bad list: none written
     check = verify(audit_file)
     assert check.returncode == 0, check.stdout + check.stderr
 

@@ -117,6 +117,60 @@ def test_a_failing_file_sink_warns_when_syslog_took_the_event(tmp_path):
     assert strict.returncode == 2 and "after the audit point" not in strict.stdout
 
 
+EVENT_LIST = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Audit the three tenants of a host in one task
+      penguinmails.vps.audit_event:
+        events:
+          - {action: ssh_key_rotated, tenant_id: t1, details: {role: admin, mode: auto}}
+          - {action: ssh_key_rotated, tenant_id: t2, details: {role: admin, mode: auto}}
+          - {action: ssh_key_rotated, tenant_id: t3, details: {role: admin, mode: auto}}
+    - name: A later task
+      ansible.builtin.debug: {msg: after the audit point}
+"""
+
+
+def test_a_list_of_events_is_delivered_whole_and_fails_by_the_policy_of_each(tmp_path):
+    """events: every event of the list is tried even after one was refused; the task then fails by the same
+    rules as a single event, naming the event's index (issue 20)."""
+    audit_file = tmp_path / "audit.jsonl"
+    with Webhook() as hook:
+        hook.fail["/all"] = [200, 500]  # the second event of the list is refused
+        env = callback_env(audit_file, PENGUINMAILS_AUDIT_WEBHOOK_URL=hook.url + "/all",
+                           PENGUINMAILS_AUDIT_WEBHOOK_ATTEMPTS="1", PENGUINMAILS_AUDIT_ON_SINK_FAILURE="fail")
+        strict = run_playbook(EVENT_LIST, env=env, tmp_path=tmp_path)
+        posted = [e["tenantId"] for e in hook.events("/all") if e["action"] == "ssh_key_rotated"]
+    out = strict.stdout + strict.stderr
+    assert strict.returncode == 2, out
+    assert "events[1]: audit event ssh_key_rotated was refused by a sink (webhook" in out
+    assert "on_sink_failure=fail stops here" in out and "more of the list" not in out
+    assert "after the audit point" not in out
+    assert posted == ["t1", "t2", "t3"]  # the third was still delivered after the second was refused
+    events = [e for e in good_events(audit_file) if e["action"] == "ssh_key_rotated"]
+    assert [(e["tenantId"], e["seq"]) for e in events] == [("t1", 1), ("t2", 2), ("t3", 3)]
+    assert all(b["prev_hash"] == a["hash"] for a, b in zip(events, events[1:]))
+    check = verify(audit_file)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # on_sink_failure=warn (the default): a warning, and the play goes on
+    with Webhook() as hook:
+        hook.fail["/all"] = [200, 500]
+        lenient = run_playbook(EVENT_LIST, env=callback_env(tmp_path / "lenient.jsonl", PENGUINMAILS_AUDIT_WEBHOOK_ATTEMPTS="1",
+                                                            PENGUINMAILS_AUDIT_WEBHOOK_URL=hook.url + "/all"),
+                               tmp_path=tmp_path)
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    assert "audit webhook: event ssh_key_rotated not delivered" in lenient.stdout + lenient.stderr
+    assert "after the audit point" in lenient.stdout
+    # no sink took any of them (on_event_lost=fail, the default): the task fails, every event counted
+    blocked = tmp_path / "not-a-file"
+    blocked.mkdir()
+    lost = run_playbook(EVENT_LIST, env=callback_env(blocked), tmp_path=tmp_path)
+    assert lost.returncode == 2, lost.stdout + lost.stderr
+    assert "events[0]: audit event ssh_key_rotated reached no sink (" in lost.stdout
+    assert "(and 2 more of the list)" in lost.stdout and "after the audit point" not in lost.stdout
+
+
 # -- seen problem 4: alert mail without TLS verification ------------------------------------------
 @pytest.mark.parametrize("mode", ["starttls", "tls"])
 def test_alert_mail_verifies_the_server_certificate(tmp_path, mode):

@@ -423,6 +423,12 @@ LOCALHOST_CASES = """
 
     # --- audit_event (the callback is on), then audit_verify of its file
     - {penguinmails.vps.audit_event: {action: ssh_key_rotated, tenant_id: "@tid@", details: {role: admin}}, register: r_audit_event__event}
+    - penguinmails.vps.audit_event:
+        events:
+          - {action: ssh_key_rotated, tenant_id: "@tid@", details: {role: admin}}
+          - {action: ssh_key_rotated, tenant_id: "@tid@", status: failure, details: {role: tenant, error: refused}}
+      register: r_audit_event__events
+    - {penguinmails.vps.audit_event: {events: []}, register: r_audit_event__no_events}
     - {penguinmails.vps.audit_verify: {path: "@audit_file@"}, register: r_audit_verify__intact}
     - {penguinmails.vps.audit_verify: {path: "@dest@/missing.jsonl"}, ignore_errors: true, register: r_audit_verify__missing}
 """
