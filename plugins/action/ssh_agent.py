@@ -69,6 +69,15 @@ def argument_spec():
     return spec
 
 
+def agent_seconds(lifetime, valid_before, now):
+    """How long the agent keeps the run certificate and its key: the certificate's own validity bounds it (the
+    certificate is signed again when it runs out, see ``_Run._reusable``); a ``lifetime`` > 0 caps it sooner, 0 does
+    not. At least 1 second (the agent protocol's lifetime constraint)."""
+    left = int(valid_before) - int(now)
+    lifetime = ssh_agent.check_lifetime(lifetime)
+    return max(1, min(lifetime, left) if lifetime else left)
+
+
 def _vault_options(args, task_vars):
     """Task arguments first, then the penguinmails_vault_* variables (as the lookup), then the environment; the run's
     Vault session (penguinmails.vps.vault_session) instead of a login of its own."""
@@ -87,6 +96,8 @@ class ActionModule(ActionBase):
         del validation
         agent = task_vars.get(FACT) or None
         try:
+            # 0 (the default): keys stay until the run ends; N > 0 caps them; a negative lifetime is refused.
+            ssh_agent.check_lifetime(args["lifetime"])
             if args["state"] == "stopped":
                 ssh_agent.stop(agent)
                 result.update(changed=bool(agent), ansible_facts={FACT: {}})
@@ -250,7 +261,9 @@ class _Run(object):
         if (cert.get("mount"), cert.get("role"), cert.get("principals")) != wanted:
             return False
         margin = min(RENEW_MARGIN, max(1, int(cert.get("ttl") or 0) // 2))
-        return int(cert.get("valid_before") or 0) - time.time() > margin
+        # The agent holds the certificate until it runs out, or until an explicit lifetime cap made it forget it sooner.
+        until = min(int(cert.get("valid_before") or 0), int(cert.get("agent_until") or cert.get("valid_before") or 0))
+        return until - time.time() > margin
 
     def _certificate(self):
         cert = self.agent.get("certificate")
@@ -263,7 +276,7 @@ class _Run(object):
                          ttl=self.args["certificate_ttl"])
         if signed["public_key"].split()[1] != key.public_key.split()[1] or principal not in signed["principals"]:
             raise sc.CertificateError("Vault returned a certificate for another key or principal")
-        remaining = max(1, min(int(self.args["lifetime"]), signed["valid_before"] - int(time.time())))
+        remaining = agent_seconds(self.args["lifetime"], signed["valid_before"], int(time.time()))
         ssh_agent.add_ephemeral(self.agent, key, signed["certificate"], remaining)
         del key
         cert_file = ssh_agent.write_public(self.agent, CERT_FILE, signed["certificate"])
@@ -273,7 +286,7 @@ class _Run(object):
                                               "ca_fingerprint", "fingerprint", "public_key", "issuer_id"))
         description.update(identity_file=cert_file, plain_identity_file=key_file, mount=self.args["user_ca_mount"],
                            role=self.args["certificate_role"], ttl=signed["valid_before"] - int(time.time()),
-                           serial=str(signed["serial"]))
+                           serial=str(signed["serial"]), agent_until=int(time.time()) + remaining)
         self.agent["certificate"] = description
         self.signed.append(dict((name, description[name]) for name in (
             "serial", "key_id", "principals", "valid_after", "valid_before", "ttl", "ca_fingerprint", "fingerprint",

@@ -3,13 +3,15 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A private ``ssh-agent`` for one run: private keys go from Vault to the agent's memory, never to a disk.
 
-:func:`start` makes a private directory (0700) and starts ``ssh-agent -D -a <dir>/agent.sock -t
-<lifetime>`` under a small watchdog process in its own session. The watchdog waits for the process
-it guards (the ``ansible-playbook`` run) to end, however it ends (SIGKILL included), then kills the
-agent and removes the directory; the agent also forgets every key after ``lifetime`` seconds. So no
-private key is ever at rest on the controller, and nothing of a killed run stays readable.
+:func:`start` makes a private directory (0700) and starts ``ssh-agent -D -a <dir>/agent.sock`` under a
+small watchdog process in its own session. The watchdog waits for the process it guards (the
+``ansible-playbook`` run) to end, however it ends (SIGKILL included), then kills the agent and removes
+the directory. So no private key is ever at rest on the controller, and nothing of a killed run stays
+readable. The keys stay as long as the run needs them: ``lifetime`` 0 (the default) sets no limit of
+their own (the run's end is theirs: a sliced AWX job's host play may run for hours); a ``lifetime`` of
+N > 0 seconds is a cap an operator may set (``-t N`` for the agent and for ``ssh-add``).
 
-:func:`add_key` feeds one private key to ``ssh-add -t <lifetime> -`` on its standard input.
+:func:`add_key` feeds one private key to ``ssh-add [-t <lifetime>] -`` on its standard input.
 Connections select the key of a tenant with ``-o IdentityAgent=<socket> -o IdentitiesOnly=yes -o
 IdentityFile=<public key file>`` (OpenSSH then signs with the agent's matching private key); the
 public key files live in the same private directory. Runs on the controller only.
@@ -35,11 +37,12 @@ import tempfile
 import time
 
 SOCKET_NAME = "agent.sock"
-DEFAULT_LIFETIME = 3600
+# 0: a key stays until the run ends (the watchdog removes the agent then); N > 0: the agent forgets it after N seconds.
+DEFAULT_LIFETIME = 0
 # AF_UNIX paths are limited to 108 bytes.
 MAX_SOCKET_PATH = 100
 
-# The watchdog, run by the same Python: argv = pid to guard, parent directory, lifetime. It makes the private
+# The watchdog, run by the same Python: argv = pid to guard, parent directory, lifetime (0: no -t). It makes the private
 # directory itself (so a run killed while starting it leaves nothing behind), starts the agent in it, prints
 # "ready <directory>" once the agent's socket exists, and removes everything when the guarded process ends.
 WATCHDOG = r"""
@@ -47,8 +50,8 @@ import os, select, shutil, signal, subprocess, sys, tempfile, time
 guarded, parent, lifetime = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 directory = tempfile.mkdtemp(prefix="pm-agent-", dir=parent)
 sock = os.path.join(directory, "agent.sock")
-agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock, "-t", lifetime], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+agent = subprocess.Popen(["ssh-agent", "-D", "-a", sock] + (["-t", lifetime] if int(lifetime) > 0 else []),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 def cleanup(*_args):
     try:
         agent.kill()
@@ -96,11 +99,29 @@ def _base_dir(parent):
     return parent
 
 
+def check_lifetime(lifetime):
+    """``lifetime`` as seconds: 0 (keys stay until the run ends) or a cap of N > 0 seconds; a negative one is refused."""
+    try:
+        value = int(lifetime)
+    except (TypeError, ValueError):
+        raise AgentError("the key lifetime must be a whole number of seconds (0: until the run ends)")
+    if value < 0:
+        raise AgentError("the key lifetime must be 0 (until the run ends) or a number of seconds, not %d" % value)
+    return value
+
+
+def lifetime_options(lifetime):
+    """The ``-t`` option of ssh-agent and ssh-add for ``lifetime``: none for 0 (until the run ends)."""
+    value = check_lifetime(lifetime)
+    return ["-t", str(value)] if value else []
+
+
 def start(guarded_pid, lifetime=DEFAULT_LIFETIME, parent=None):
-    """Start a private agent that lives as long as ``guarded_pid``; returns {socket, directory, pid}."""
-    lifetime = int(lifetime)
-    if lifetime < 1:
-        raise AgentError("the key lifetime must be at least 1 second")
+    """Start a private agent that lives as long as ``guarded_pid``; returns {socket, directory, pid, lifetime}.
+
+    ``lifetime`` 0 gives the agent no default key lifetime (keys stay until the guarded process ends), N > 0 caps
+    every key at N seconds."""
+    lifetime = check_lifetime(lifetime)
     if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
         raise AgentError("ssh-agent and ssh-add are needed on the controller (Debian: openssh-client)")
     watchdog = subprocess.Popen(
@@ -115,7 +136,7 @@ def start(guarded_pid, lifetime=DEFAULT_LIFETIME, parent=None):
     if not sock or not os.path.exists(sock):
         stop({"directory": directory, "pid": watchdog.pid})
         raise AgentError("ssh-agent did not start")
-    return {"socket": sock, "directory": directory, "pid": watchdog.pid}
+    return {"socket": sock, "directory": directory, "pid": watchdog.pid, "lifetime": lifetime}
 
 
 def alive(agent):
@@ -135,11 +156,13 @@ def _env(sock):
 
 
 def add_key(agent, private_key, lifetime=DEFAULT_LIFETIME):
-    """Load one private key into the agent for ``lifetime`` seconds (from stdin: never a file)."""
+    """Load one private key into the agent (from stdin: never a file) until the run ends (``lifetime`` 0) or for
+    ``lifetime`` seconds."""
+    options = lifetime_options(lifetime)
     if not private_key or "PRIVATE KEY" not in private_key:
         raise AgentError("not a private key")
     data = private_key if private_key.endswith("\n") else private_key + "\n"
-    result = subprocess.run(["ssh-add", "-q", "-t", str(int(lifetime)), "-"], input=data.encode(), env=_env(agent["socket"]),
+    result = subprocess.run(["ssh-add", "-q"] + options + ["-"], input=data.encode(), env=_env(agent["socket"]),
                             capture_output=True, check=False)
     if result.returncode != 0:
         raise AgentError("ssh-add refused a key (exit status %d)" % result.returncode)
@@ -179,8 +202,9 @@ def _agent_request(sock_path, message, timeout=10):
     return body[:1]
 
 
-def add_identity(agent, identity, lifetime=DEFAULT_LIFETIME):
-    """Add one identity (the key part of SSH2_AGENTC_ADD_IDENTITY) for ``lifetime`` seconds."""
+def add_identity(agent, identity, lifetime):
+    """Add one identity (the key part of SSH2_AGENTC_ADD_IDENTITY) for ``lifetime`` seconds (at least 1: a run
+    certificate is bounded by its own validity)."""
     lifetime = int(lifetime)
     if lifetime < 1:
         raise AgentError("the key lifetime must be at least 1 second")

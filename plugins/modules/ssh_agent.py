@@ -17,8 +17,9 @@ description:
   - Runs on the controller (an action plugin; the task never connects to a host).
   - O(state=started) starts the run's private C(ssh-agent) (a 0700 directory, the socket in it) under a
     watchdog that stops the agent and removes the directory as soon as the C(ansible-playbook) process
-    ends, however it ends (SIGKILL included). Every key is added with a lifetime (O(lifetime)), after
-    which the agent forgets it even if nothing else happens.
+    ends, however it ends (SIGKILL included). So the keys stay as long as the run needs them - a sliced AWX
+    job whose host play runs for hours keeps them - and no longer; O(lifetime) may cap every key at a number of
+    seconds, after which the agent forgets it even if nothing else happens.
   - O(state=loaded) (starts the agent if needed and) reads each tenant's current key from Vault for each
     of O(roles), plus the fallback key while the current admin key is not confirmed by the host (see
     M(penguinmails.vps.vault_ssh_keypair)), and feeds them to C(ssh-add) on its standard input; private
@@ -32,9 +33,9 @@ description:
     For the admin side of a tenant in certificate mode no stored key is read. Once per run (not per host) an
     Ed25519 key is made in memory, the Vault SSH engine (O(user_ca_mount), role O(certificate_role)) signs it
     for the principal O(certificate_principal), and key and certificate go to the agent over the agent
-    protocol, with the certificate's lifetime at most. Later calls of the same run reuse the certificate while
-    enough of its validity is left (at least five minutes, or half its TTL), else sign a new one. Each signing is
-    returned in RV(certificates_signed) so the play can audit it.
+    protocol, for the certificate's remaining validity (or O(lifetime) when that is shorter). Later calls of the
+    same run reuse the certificate while enough of its validity is left (at least five minutes, or half its TTL),
+    else sign a new one. Each signing is returned in RV(certificates_signed) so the play can audit it.
   - For a tenant in certificate mode the known_hosts file also gets a C(@cert-authority <address> <key>) line for
     every key of the host CA (O(host_ca_mount); two during a CA rotation). A host whose record holds no host key
     but that presents a valid host certificate for its address is accepted through the CA (nothing is recorded,
@@ -64,9 +65,15 @@ options:
     default: [admin]
   lifetime:
     description:
-      - Seconds the agent keeps each key.
+      - Seconds the agent keeps each key. V(0) sets no limit of its own - the keys stay until the run ends, when
+        the watchdog removes the agent (C(ssh-agent) and C(ssh-add) run without C(-t)).
+      - A number N > 0 is a cap an operator may set (C(-t N)); a run (an AWX slice) whose host play lasts longer
+        then loses the keys its connections need. A negative value is refused.
+      - In certificate mode the run certificate and its key stay for the certificate's remaining validity (at most
+        N seconds with a cap); a later call signs a new certificate when it runs out.
+      - The playbooks pass C(penguinmails_ssh_key_lifetime) (default V(0)).
     type: int
-    default: 3600
+    default: 0
   mount:
     description:
       - The KV v2 mount of the tenants' keys and records.
@@ -185,10 +192,10 @@ ansible_facts:
   returned: always
   type: dict
 agent:
-  description: The agent (its socket, its private directory, the watchdog's pid).
+  description: The agent (its socket, its private directory, the watchdog's pid, the O(lifetime) it was started with).
   returned: unless O(state=stopped)
   type: dict
-  sample: {"socket": "/tmp/pm-agent-x1/agent.sock", "directory": "/tmp/pm-agent-x1", "pid": 4242}
+  sample: {"socket": "/tmp/pm-agent-x1/agent.sock", "directory": "/tmp/pm-agent-x1", "pid": 4242, "lifetime": 0}
 tenants:
   description:
     - Per tenant, C(address) (vps_ip of the record), C(account) (the tenant's Unix account), C(admin_user),
@@ -216,7 +223,8 @@ certificate:
     - The run certificate (when a tenant needed one) - C(serial), C(key_id), C(principals), C(valid_after),
       C(valid_before), C(ttl), C(ca_fingerprint), C(fingerprint) and C(public_key) (of the ephemeral key),
       C(identity_file) (the certificate file), C(plain_identity_file) (the ephemeral public key, for a VPS whose
-      authorized_keys got it at provisioning), C(mount), C(role).
+      authorized_keys got it at provisioning), C(mount), C(role), C(agent_until) (when the agent forgets it - its
+      C(valid_before), or sooner with a O(lifetime) cap).
   returned: when O(state=loaded) and a tenant is in certificate mode
   type: dict
 certificates_signed:
