@@ -11,8 +11,11 @@ process returns it, while the other cores keep generating. The wall time then ap
 
 Each key goes through :class:`keypair_store.KeypairStore`'s record functions, so a bulk
 rotation stores exactly what a single ``vault_ssh_keypair state=rotated`` would: the previous
-public key becomes the grace key, history stays in KV, and a concurrent writer makes that
-tenant fail with a clear check-and-set error instead of losing a key.
+public key joins the grace keys (each superseded key keeps its own grace), history stays in KV,
+and due dates are spread the same way (:func:`keypair_store.is_due` with the tenant and role).
+A concurrent run that replaced a key first makes that key ``skipped`` (``rotated concurrently``,
+with the key that stands and one line saying so); any other concurrent writer makes that tenant
+fail with a clear check-and-set error instead of losing a key.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -95,10 +98,15 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
                 grace_hours=24, force=False, workers=None, check_mode=False, clock=None):
     """Rotate every due key of ``tenants`` x ``roles``.
 
-    Returns a dict: ``rotated`` (list of {tenant_id, role, fingerprint, version}), ``skipped``
-    (not due, revoked, missing, or replaced concurrently by another run), ``failures`` (list of
-    {tenant_id, role, error}), ``timings``. A failure of one tenant never stops the others.
-    ``key_type`` None keeps each key's own type. (Not ``failed``: Ansible reserves that key.)
+    A key is due at its last rotation + ``rotation_days`` - its tenant's offset (see
+    :func:`keypair_store.due_offset_days`), never later.
+
+    Returns a dict: ``rotated`` (list of {tenant_id, role, fingerprint, version, next_rotation}),
+    ``skipped`` ({tenant_id, role, reason}: not due, revoked, no key, or ``rotated concurrently`` -
+    another run replaced the key first; its entry also has the ``fingerprint`` that stands and a
+    one-line ``message``), ``failures`` (list of {tenant_id, role, error}), ``timings``. A failure of
+    one tenant never stops the others. ``key_type`` None keeps each key's own type. (Not ``failed``:
+    Ansible reserves that key.)
     """
     roles = [validate_role(role) for role in roles]
     stores = [keypair_store.KeypairStore(client, tenant, role, mount=mount) for tenant in tenants for role in roles]
@@ -126,7 +134,7 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
                 result["skipped"].append({"tenant_id": store.tenant_id, "role": store.role, "reason": "no key"})
             elif data.get("state") == keypair_store.REVOKED:
                 result["skipped"].append({"tenant_id": store.tenant_id, "role": store.role, "reason": "revoked"})
-            elif force or keypair_store.is_due(data, rotation_days, now):
+            elif force or keypair_store.is_due(data, rotation_days, now, tenant_id=store.tenant_id, role=store.role):
                 due.append((store, data, version))
             else:
                 result["skipped"].append({"tenant_id": store.tenant_id, "role": store.role, "reason": "not due"})
@@ -145,11 +153,13 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
         pair = ssh_keys.KeyPair(key_type_, private_key, public_key, fingerprint)
         record = keypair_store.record_rotated(data, pair, clock(), rotation_days, grace_hours, role=store.role)
         try:
-            return client.write(store.mount, store.path, record, cas=version), fingerprint
+            return client.write(store.mount, store.path, record, cas=version), record
         except VaultCASConflict:
-            current, _version = store.read()
+            current, current_version = store.read()
+            if current is not None and current.get("fingerprint") == fingerprint:
+                return current_version, record  # this write landed (the client retried it after a failover)
             if current is not None and current.get("fingerprint") not in (None, data.get("fingerprint")):
-                return None, None  # another run rotated it: its key stands
+                return None, current  # another run rotated it: its key stands
             raise
 
     def own_type(data):
@@ -168,16 +178,19 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
             for future in as_completed(writes):
                 store = writes[future]
                 try:
-                    version, fingerprint = future.result()
+                    version, record = future.result()
                 except VaultError as exc:
                     fail(store, exc)
                     continue
-                if version is None:
-                    result["skipped"].append({"tenant_id": store.tenant_id, "role": store.role, "reason": "rotated concurrently"})
-                    result["unconfirmed"].append({"tenant_id": store.tenant_id, "role": store.role})
-                    continue
                 result["unconfirmed"].append({"tenant_id": store.tenant_id, "role": store.role})
-                result["rotated"].append({"tenant_id": store.tenant_id, "role": store.role, "fingerprint": fingerprint, "version": version})
+                if version is None:
+                    standing = record.get("fingerprint")
+                    result["skipped"].append({"tenant_id": store.tenant_id, "role": store.role, "reason": "rotated concurrently",
+                                              "fingerprint": standing,
+                                              "message": keypair_store.race_message(store.tenant_id, store.role, standing)})
+                    continue
+                result["rotated"].append({"tenant_id": store.tenant_id, "role": store.role, "fingerprint": record["fingerprint"],
+                                          "version": version, "next_rotation": store.next_rotation(record, rotation_days)})
     finally:
         pool.close()
         pool.join()

@@ -5,8 +5,10 @@
 
 A key lives at ``<mount>/<tenant>/<role>_ssh`` (built by ``validators.ssh_key_path``) with the fields
 ``private_key``, ``public_key``, ``fingerprint``, ``key_type``, ``created_at``, ``last_rotated``,
-``rotation_policy``, ``state`` (active, revoked), ``grace_public_key``, ``grace_until`` and, for a
-downloaded key, ``downloaded_at``.
+``rotation_policy``, ``state`` (active, revoked), ``grace_keys`` (every superseded key still in its
+grace period, newest first, each ``{public_key, fingerprint, until}`` with its own end), the most recent
+of them again as ``grace_public_key``, ``grace_fingerprint`` and ``grace_until`` (what older releases
+read) and, for a downloaded key, ``downloaded_at``.
 
 The reachability invariant (docs/ssh-key-lifecycle.md): at every moment a private key held in the
 *current* version of the admin record logs in to the tenant's host.  So a record also says which key
@@ -16,7 +18,7 @@ confirmed yet, keeps the last confirmed one: ``fallback_private_key``, ``fallbac
 ``fallback_fingerprint``.  A rotation (or regeneration) of an unconfirmed admin key keeps that
 fallback instead of replacing it, so any number of rotations without host contact, killed runs or
 refused writes can never leave the record without a key the host accepts.  The confirmation drops
-the fallback; the host then removes it (or keeps it as the grace key until ``grace_until``).
+the fallback; the host then removes it (or keeps it as a grace key until its own ``until``).
 
 Every change is planned from one read (:meth:`KeypairStore.plan`) and written with check-and-set on
 the version that was read (:meth:`KeypairStore.commit`): ``cas=0`` when the secret never existed,
@@ -25,6 +27,9 @@ the version that was read (:meth:`KeypairStore.commit`): ``cas=0`` when the secr
 
 The record builders (``record_*``) and :func:`is_due` are pure functions of the stored fields and
 the current time, so the lifecycle rules can be tested without a server.
+
+Due dates are spread (:func:`due_offset_days`): a key is due ``rotation_days`` minus a stable per
+tenant and role offset of at most 10% of the period after its last rotation, never later.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -32,6 +37,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import hashlib
+import re
 
 from ansible_collections.penguinmails.vps.plugins.module_utils import ssh_keys
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import (
@@ -62,6 +69,7 @@ PUBLIC_FIELDS = (
     "last_rotated",
     "rotation_policy",
     "state",
+    "grace_keys",
     "grace_public_key",
     "grace_fingerprint",
     "grace_until",
@@ -75,8 +83,15 @@ PUBLIC_FIELDS = (
 # Fields that hold private key material.
 PRIVATE_FIELDS = ("private_key", "fallback_private_key")
 FALLBACK_FIELDS = ("fallback_private_key", "fallback_public_key", "fallback_fingerprint")
+# The grace period of superseded keys: the list and, for older releases, its newest entry.
+GRACE_FIELDS = ("grace_keys", "grace_public_key", "grace_fingerprint", "grace_until")
+# At most this many grace keys in a record (the newest): a runaway loop of rotations cannot grow it without bound.
+GRACE_KEYS_MAX = 20
+# Due dates are spread over this share of the rotation period (whole days, rounded down).
+DUE_SPREAD_PERCENT = 10
 # The role whose key the reachability invariant protects (root on the tenant's VPS).
 ADMIN = "admin"
+_POLICY_RE = re.compile(r"^([0-9]{1,5})_days$")
 
 
 class KeypairError(Exception):
@@ -101,21 +116,104 @@ def rotation_policy(rotation_days):
     return "%d_days" % rotation_days
 
 
-def is_due(data, rotation_days, now):
-    """True when the key's last rotation (or creation) is ``rotation_days`` or more ago.
+def due_spread_days(rotation_days):
+    """How many days due dates are spread over: 10% of the period, in whole days (0 under 20 days)."""
+    return max(0, int(rotation_days) * DUE_SPREAD_PERCENT // 100)
 
-    A record without a readable time is due: better one rotation too many than a key that never
-    rotates.
+
+def due_offset_days(tenant_id, role, rotation_days):
+    """The days a key of ``tenant_id``/``role`` comes due early, in ``[0, due_spread_days(rotation_days))``.
+
+    Stable (the first 8 bytes of SHA-256 of ``<tenant_id>/<role>``, big-endian, modulo the spread), so
+    the same key is always due on the same day of its period and keys rotated together (a bulk
+    onboarding, a forced rotation) come due over several days. No tenant id: no offset.
     """
-    last = parse_time(data.get("last_rotated")) or parse_time(data.get("created_at"))
+    spread = due_spread_days(rotation_days)
+    if not tenant_id or spread < 2:
+        return 0
+    digest = hashlib.sha256(("%s/%s" % (tenant_id, role or "")).encode("utf-8")).hexdigest()
+    return int(digest[:16], 16) % spread
+
+
+def due_at(data, rotation_days, tenant_id=None, role=None):
+    """When the key is due: its last rotation (or creation) + ``rotation_days`` - the tenant's offset; None without a time."""
+    last = parse_time((data or {}).get("last_rotated")) or parse_time((data or {}).get("created_at"))
     if last is None:
-        return True
-    return now >= last + datetime.timedelta(days=rotation_days)
+        return None
+    return last + datetime.timedelta(days=int(rotation_days) - due_offset_days(tenant_id, role, rotation_days))
+
+
+def is_due(data, rotation_days, now, tenant_id=None, role=None):
+    """True when :func:`due_at` has come: never later than ``rotation_days`` after the last rotation.
+
+    With ``tenant_id`` (and ``role``) the due date is spread (:func:`due_offset_days`); without, it is
+    exactly ``rotation_days`` after. A record without a readable time is due: better one rotation too
+    many than a key that never rotates.
+    """
+    due = due_at(data, rotation_days, tenant_id, role)
+    return due is None or now >= due
+
+
+def policy_days(data, default=90):
+    """The rotation period of a record (its ``rotation_policy``, ``<n>_days``), else ``default``."""
+    match = _POLICY_RE.match(str((data or {}).get("rotation_policy") or ""))
+    return int(match.group(1)) if match and int(match.group(1)) >= 1 else default
+
+
+def next_rotation(data, tenant_id=None, role=None, rotation_days=None):
+    """The planned due moment of an active key (ISO 8601 UTC), or None: :func:`due_at` with the record's policy."""
+    if not data or data.get("state", ACTIVE) != ACTIVE:
+        return None
+    due = due_at(data, rotation_days or policy_days(data), tenant_id, role)
+    return format_time(due) if due else None
+
+
+def grace_keys(data, now=None):
+    """The record's grace keys, newest first: ``[{public_key, fingerprint, until}]``.
+
+    Reads the list ``grace_keys`` and the single ``grace_public_key``/``grace_until`` of older
+    releases (a one-element list). Leaves out entries without a key or a readable end, duplicates and
+    the current key; with ``now``, also those whose grace has ended.
+    """
+    entries = []
+    if not data:
+        return entries
+    items = list(data["grace_keys"]) if isinstance(data.get("grace_keys"), list) else []
+    if data.get("grace_public_key"):
+        items.append({"public_key": data["grace_public_key"], "fingerprint": data.get("grace_fingerprint"),
+                      "until": data.get("grace_until")})
+    seen = set([data.get("public_key")])
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        key, until = item.get("public_key"), parse_time(item.get("until"))
+        if not key or not isinstance(key, str) or key in seen or until is None:
+            continue
+        if now is not None and now >= until:
+            continue
+        seen.add(key)
+        entries.append({"public_key": key, "fingerprint": item.get("fingerprint") or _safe_fingerprint(key),
+                        "until": format_time(until)})
+    return entries
+
+
+def _with_grace(record, entries):
+    """``record`` with ``entries`` as its grace keys (capped), the newest also in the fields older releases read."""
+    for name in GRACE_FIELDS:
+        record.pop(name, None)
+    entries = [entry for entry in entries if entry["public_key"] != record.get("public_key")][:GRACE_KEYS_MAX]
+    if entries:
+        record["grace_keys"] = entries
+        record["grace_public_key"] = entries[0]["public_key"]
+        if entries[0].get("fingerprint"):
+            record["grace_fingerprint"] = entries[0]["fingerprint"]
+        record["grace_until"] = entries[0]["until"]
+    return record
 
 
 def grace_active(data, now):
-    until = parse_time(data.get("grace_until"))
-    return bool(data.get("grace_public_key")) and until is not None and now < until
+    """True while at least one grace key of the record is in its grace period."""
+    return bool(grace_keys(data, now))
 
 
 def is_confirmed(data):
@@ -178,22 +276,26 @@ def record_created(pair, now, rotation_days):
 
 
 def record_rotated(old, pair, now, rotation_days, grace_hours, role=None):
-    """The new record after a rotation: the old public key becomes the grace key.
+    """The new record after a rotation: the old public key becomes a grace key until now + ``grace_hours``.
 
-    ``downloaded_at`` is dropped: the new private key has not been handed out yet. An admin key
-    keeps the last key the host confirmed as its fallback (see :func:`_fallback_of`); the grace
-    key is then that confirmed key, since an unconfirmed one may never have reached the host.
+    Every earlier grace key whose grace has not ended stays, with its own end (see :func:`grace_keys`):
+    however many rotations follow within the grace period, every superseded key keeps its full grace.
+    ``downloaded_at`` is dropped: the new private key has not been handed out yet. An admin key keeps
+    the last key the host confirmed as its fallback (see :func:`_fallback_of`); the fallback stays a
+    host key until the new key is confirmed, and keeps its own grace entry (from when it was superseded)
+    for after that.
     """
     record = _key_fields(pair, now, rotation_days)
     record["created_at"] = old.get("created_at") or format_time(now)
     record.update(_fallback_of(role, old))
-    if grace_hours > 0 and old.get("public_key") and old.get("state", ACTIVE) == ACTIVE:
-        previous = record.get("fallback_public_key") or old["public_key"]
-        record["grace_public_key"] = previous
-        record["grace_fingerprint"] = (record.get("fallback_fingerprint") if previous != old["public_key"] else old.get("fingerprint")) \
-            or _safe_fingerprint(previous)
-        record["grace_until"] = format_time(now + datetime.timedelta(hours=grace_hours))
-    return record
+    entries = []
+    if old.get("state", ACTIVE) == ACTIVE:
+        entries = grace_keys(old, now)
+        if grace_hours > 0 and old.get("public_key"):
+            superseded = {"public_key": old["public_key"], "fingerprint": old.get("fingerprint") or _safe_fingerprint(old["public_key"]),
+                          "until": format_time(now + datetime.timedelta(hours=grace_hours))}
+            entries = [superseded] + [entry for entry in entries if entry["public_key"] != old["public_key"]]
+    return _with_grace(record, entries)
 
 
 def record_regenerated(old, pair, now, rotation_days, role=None):
@@ -210,19 +312,22 @@ def record_regenerated(old, pair, now, rotation_days, role=None):
 
 
 def record_confirmed(old, now):
-    """The record once the host accepted its current key: the fallback goes."""
+    """The record once the host accepted its current key: the fallback goes (it keeps its grace entry, if any).
+
+    Grace keys whose grace has ended are pruned.
+    """
     record = dict((k, v) for k, v in old.items() if k not in FALLBACK_FIELDS)
     record["installed_fingerprint"] = old["fingerprint"]
     record["installed_at"] = format_time(now)
-    return record
+    return _with_grace(record, grace_keys(old, now))
 
 
 def record_revoked(old, now):
-    """The revoked record: public key kept (hosts must drop it), private key and grace key removed.
+    """The revoked record: public key kept (hosts must drop it), private key and every grace key removed.
 
     The private key stays in the KV history (older versions), so nothing is lost.
     """
-    dropped = ("private_key", "grace_public_key", "grace_fingerprint", "grace_until") + FALLBACK_FIELDS
+    dropped = ("private_key",) + GRACE_FIELDS + FALLBACK_FIELDS
     record = dict((k, v) for k, v in old.items() if k not in dropped)
     record["state"] = REVOKED
     record["revoked_at"] = format_time(now)
@@ -236,16 +341,22 @@ def record_downloaded(old, now):
 
 
 def revoked_public_keys(old):
-    """The public keys a revocation takes away: the current one, a grace key and a fallback key."""
+    """The public keys a revocation takes away: the current one, every grace key (ended or not) and a fallback key."""
     keys = []
-    for name in ("public_key", "grace_public_key", "fallback_public_key"):
-        if old.get(name) and old[name] not in keys:
-            keys.append(old[name])
+    for key in [old.get("public_key")] + [entry["public_key"] for entry in grace_keys(old)] + [old.get("fallback_public_key")]:
+        if key and key not in keys:
+            keys.append(key)
     return keys
 
 
-def host_view(data, version, now):
-    """What a host must hold for this record (public material only), with the record's public fields."""
+def host_view(data, version, now, tenant_id=None, role=None):
+    """What a host must hold for this record (public material only), with the record's public fields.
+
+    ``grace_keys`` is every grace key still in its grace, newest first, as ``{key, expires}`` (its own
+    end), without the keys the host must hold without an expiry (``host_keys``: the current key and,
+    while it is pending, the fallback key). With ``tenant_id`` and ``role``, ``next_rotation`` is the
+    planned due moment of an active key (:func:`next_rotation`).
+    """
     view = dict(public_view(data) or {})
     view.update(exists=data is not None, version=version, confirmed=is_confirmed(data), host_keys=host_keys(data),
                 grace_keys=[], revoked_keys=[])
@@ -254,8 +365,10 @@ def host_view(data, version, now):
     if data.get("state", ACTIVE) != ACTIVE:
         view["revoked_keys"] = revoked_public_keys(data)
         return view
-    if grace_active(data, now) and data["grace_public_key"] not in view["host_keys"]:
-        view["grace_keys"] = [{"key": data["grace_public_key"], "expires": data["grace_until"]}]
+    view["grace_keys"] = [{"key": entry["public_key"], "expires": entry["until"]}
+                          for entry in grace_keys(data, now) if entry["public_key"] not in view["host_keys"]]
+    if tenant_id:
+        view["next_rotation"] = next_rotation(data, tenant_id, role)
     return view
 
 
@@ -270,6 +383,12 @@ def _safe_fingerprint(public_key):
         return ssh_keys.fingerprint(public_key)
     except ssh_keys.SSHKeyError:
         return None
+
+
+def race_message(tenant_id, role, fingerprint):
+    """One line for a run whose rotation lost its check-and-set to another run (no secret in it)."""
+    return ("%s/%s key replaced concurrently by another run: that run's key %s stands and is the one installed on the host "
+            "(this run's new key was discarded); no rerun needed" % (tenant_id, role, fingerprint or "(unknown)"))
 
 
 def tenant_user(tenant_id):
@@ -404,7 +523,7 @@ class KeypairStore(object):
         if data.get("state") == REVOKED:
             return Plan("none", data, data, version=version,
                         message="the key is revoked: not rotated (use state=regenerated to issue a new key)")
-        if not (force or is_due(data, rotation_days, now)):
+        if not (force or is_due(data, rotation_days, now, tenant_id=self.tenant_id, role=self.role)):
             return Plan("none", data, data, version=version, message="not due")
         return Plan("rotated", data, record_rotated(data, generate(), now, rotation_days, grace_hours, role=self.role), cas=version)
 
@@ -412,8 +531,10 @@ class KeypairStore(object):
         """Write the plan (check-and-set on the version it was planned from); returns the new version.
 
         When a rotation or regeneration loses its check-and-set to another run that replaced the
-        key in the meantime, the other run's key stands: the plan becomes ``none`` ("replaced
-        concurrently") instead of failing, so the caller goes on to install what Vault holds now.
+        key in the meantime, the other run's key stands: the plan becomes ``none`` with a one-line
+        message (:func:`race_message`) instead of failing, so the caller goes on to install what
+        Vault holds now. A write that landed although the client saw a conflict (a retry after a
+        leader failover) is recognised by its own key and counts as written.
         """
         if plan.delete:
             self.client.delete_latest(self.mount, self.path)
@@ -427,14 +548,21 @@ class KeypairStore(object):
             if plan.action not in ("rotated", "regenerated", "created"):
                 raise
             data, version = self.read()
-            before = (plan.before or {}).get("fingerprint")
+            before, mine = (plan.before or {}).get("fingerprint"), (plan.after or {}).get("fingerprint")
+            if data is not None and mine and data.get("fingerprint") == mine:
+                plan.version = version
+                return plan.version
             if data is None or data.get("fingerprint") in (None, before):
                 raise
             for secret in (plan.after or {}).get("private_key"), (plan.after or {}).get("fallback_private_key"):
                 self.discarded.append(secret)
             plan.action, plan.after, plan.version, plan.cas = "none", data, version, None
-            plan.message = "the key was replaced concurrently by another run; that key stands"
+            plan.message = race_message(self.tenant_id, self.role, data.get("fingerprint"))
         return plan.version
+
+    def next_rotation(self, data, rotation_days=None):
+        """The planned due moment of ``data`` (this store's key), see :func:`next_rotation`."""
+        return next_rotation(data, self.tenant_id, self.role, rotation_days)
 
     # -- one-time download -------------------------------------------------------------------
     def plan_download(self):

@@ -19,9 +19,11 @@ description:
   - Key generation runs in a pool of O(workers) processes (default one per core); Vault reads happen ahead
     and every new key is written as soon as it exists, so the run approaches the machine's limit.
   - Each key is stored exactly as M(penguinmails.vps.vault_ssh_keypair) with O(penguinmails.vps.vault_ssh_keypair#module:state=rotated)
-    stores it (the old public key becomes the grace key; an admin key keeps the last key its host
-    confirmed as the fallback), with a check-and-set write on the version that was read. A key that
-    another run replaced meanwhile is reported under RV(skipped) (its key stands); a key that cannot be
+    stores it (the old public key joins the grace keys, each superseded key with its own grace; an admin key
+    keeps the last key its host confirmed as the fallback), with a check-and-set write on the version that was
+    read. A key that another run replaced meanwhile is reported under RV(skipped) with the reason
+    V(rotated concurrently), the fingerprint that stands and a one-line C(message) - not a failure, no rerun
+    needed; a key that cannot be
     written fails alone, under RV(failures) with its reason; the others go on and the task succeeds.
     Check RV(failures_count) (or let the playbook fail after the host updates, as
     penguinmails.vps.rotate does).
@@ -54,7 +56,10 @@ options:
     default: [admin, tenant]
   rotation_days:
     description:
-      - A key is due this many days after its last rotation.
+      - A key is due at most this many days after its last rotation.
+      - Due dates are spread as by M(penguinmails.vps.vault_ssh_keypair) - a key is due a stable number of days
+        early, from 0 to 10% of the period (0 to 8 days of 90), derived from its tenant id and role, so that keys
+        rotated on one day (a bulk onboarding, a forced rotation) come due over several days.
     type: int
     default: 90
   force:
@@ -128,7 +133,7 @@ rotated:
   returned: always
   type: list
   elements: dict
-  sample: [{"tenant_id": "t1", "role": "admin", "fingerprint": "SHA256:...", "version": 4}]
+  sample: [{"tenant_id": "t1", "role": "admin", "fingerprint": "SHA256:...", "version": 4, "next_rotation": "2027-02-14T12:00:00Z"}]
 rotated_count:
   description: How many keys were rotated.
   returned: always
@@ -150,11 +155,16 @@ failures_count:
   returned: always
   type: int
 skipped:
-  description: Keys not rotated (V(not due), V(revoked), V(no key), V(rotated concurrently)), with the reason.
+  description:
+    - Keys not rotated (V(not due), V(revoked), V(no key), V(rotated concurrently)), with the reason.
+    - V(rotated concurrently) - another run replaced the key first; the entry also has the C(fingerprint) that
+      stands and a one-line C(message). Not a failure; no rerun needed.
   returned: always
   type: list
   elements: dict
-  sample: [{"tenant_id": "t3", "role": "admin", "reason": "not due"}]
+  sample: [{"tenant_id": "t3", "role": "admin", "reason": "not due"},
+           {"tenant_id": "t4", "role": "tenant", "reason": "rotated concurrently", "fingerprint": "SHA256:...",
+            "message": "t4/tenant key replaced concurrently by another run - ..."}]
 skipped_count:
   description: How many keys were not rotated.
   returned: always

@@ -17,22 +17,27 @@ description:
   - Manages the SSH key pair of one tenant and role at C(<mount>/<tenant_id>/<role>_ssh) in a KV v2
     mount of Vault or OpenBao, with the fields C(private_key) (OpenSSH format), C(public_key),
     C(fingerprint) (C(SHA256:...) as C(ssh-keygen -lf) prints it), C(key_type), C(created_at),
-    C(last_rotated), C(rotation_policy), C(state), C(grace_public_key), C(grace_until) and C(downloaded_at).
+    C(last_rotated), C(rotation_policy), C(state), C(grace_keys) (with C(grace_public_key), C(grace_fingerprint) and
+    C(grace_until) for its newest entry) and C(downloaded_at).
   - The key is generated on the machine that runs the module (normally the controller) and written
     straight to Vault; it is never written to disk.
   - Every write is a check-and-set on the version that was read (V(0) when the secret does not exist
     yet). Of two concurrent runs on the same key exactly one wins; the other fails with a
     check-and-set conflict and stores nothing. Replaced versions stay in the KV history.
-  - A rotation keeps the previous public key as C(grace_public_key) until C(grace_until), so hosts can
-    accept both keys during the change (see the role penguinmails.vps.ssh_access and the module
-    penguinmails.vps.authorized_key_rotate).
+  - A rotation keeps the previous public key as a grace key for O(grace_hours), so hosts can accept both
+    keys during the change (see the role penguinmails.vps.ssh_access and the module
+    penguinmails.vps.authorized_key_rotate). Every superseded key keeps its own grace, however many rotations
+    follow within it. C(grace_keys) lists them all, newest first, each C({public_key, fingerprint, until}); ended
+    ones are pruned and at most 20 are kept. C(grace_public_key), C(grace_fingerprint) and C(grace_until)
+    repeat the newest for older readers.
   - The reachability invariant (docs/ssh-key-lifecycle.md). A new V(admin) key is unconfirmed until a
     login with it succeeded on the host and O(state=confirmed) recorded that (C(installed_fingerprint)).
     Until then the record keeps the last key the host confirmed as C(fallback_private_key) and
     C(fallback_public_key), and further rotations or regenerations keep that same fallback, so the
     current version of the record always holds a key the host accepts, whatever was interrupted.
   - A rotation or regeneration that loses its check-and-set write to another run that replaced the key
-    in the meantime does not fail; the other run's key stands (RV(action=none), RV(msg) says so).
+    in the meantime does not fail; the other run's key stands (RV(action=none)), and RV(msg) says so in one
+    line (which key, the fingerprint that stands, no rerun needed).
 options:
   tenant_id:
     description:
@@ -49,11 +54,11 @@ options:
     description:
       - V(present) creates the key if there is none and otherwise changes nothing (it does not
         rotate, and it does not bring back a revoked key).
-      - V(rotated) creates a missing key, and replaces the key when it is due (its last rotation is
-        O(rotation_days) or more ago) or when O(force=true). The old public key becomes the grace key.
-        A revoked key is not rotated; use V(regenerated).
-      - V(revoked) marks the key C(revoked), removes its private key and grace key from the latest
-        version (older versions keep them) and returns the public keys hosts must drop.
+      - V(rotated) creates a missing key, and replaces the key when it is due (see O(rotation_days)) or
+        when O(force=true). The old public key becomes a grace key. A revoked key is not rotated; use
+        V(regenerated).
+      - V(revoked) marks the key C(revoked), removes its private key and every grace key from the latest
+        version (older versions keep them) and returns the public keys hosts must drop (all of them).
       - V(regenerated) replaces the key at once, without a grace key, and makes it active and
         downloadable again (after a revocation, a compromise or a lost key). Always changes.
       - V(absent) soft-deletes the latest version; the history stays and can be undeleted.
@@ -81,7 +86,11 @@ options:
     default: 4096
   rotation_days:
     description:
-      - A key is due for rotation this many days after its last rotation. Stored as C(rotation_policy).
+      - A key is due for rotation at most this many days after its last rotation. Stored as C(rotation_policy).
+      - Due dates are spread so that keys rotated on the same day do not all come due on one day again - a
+        key is due a stable number of days early, from 0 to 10% of the period (whole days; 0 to 8 days of
+        90), derived from the SHA-256 of C(<tenant_id>/<role>). Never later than O(rotation_days); periods
+        under 20 days are not spread. See RV(next_rotation).
     type: int
     default: 90
   force:
@@ -91,8 +100,8 @@ options:
     default: false
   grace_hours:
     description:
-      - After a rotation the old public key stays valid (C(grace_public_key)) for this many hours.
-        V(0) keeps no grace key.
+      - After a rotation the old public key stays valid (a grace key) for this many hours.
+        V(0) gives it no grace; earlier grace keys keep their own.
     type: int
     default: 24
   mount:
@@ -178,7 +187,7 @@ key_state:
   type: str
   sample: active
 grace_public_key:
-  description: The previous public key, valid until RV(grace_until).
+  description: The most recently superseded public key (the newest of RV(grace_keys)), valid until RV(grace_until).
   returned: when the key has a grace key
   type: str
 grace_until:
@@ -186,6 +195,34 @@ grace_until:
   returned: when the key has a grace key
   type: str
   sample: "2026-11-24T12:00:00Z"
+grace_keys:
+  description:
+    - Every superseded key still in its grace period, newest first, each with its own end. An admin key's
+      fallback key may be among them; hosts hold it without an expiry until the current key is confirmed.
+  returned: when the key has a grace key
+  type: list
+  elements: dict
+  contains:
+    public_key:
+      description: The superseded public key.
+      returned: always
+      type: str
+    fingerprint:
+      description: Its SHA256 fingerprint.
+      returned: always
+      type: str
+    until:
+      description: End of its grace period (ISO 8601, UTC).
+      returned: always
+      type: str
+      sample: "2026-11-24T12:00:00Z"
+next_rotation:
+  description:
+    - When the key is due (ISO 8601, UTC) - its last rotation plus the period of its C(rotation_policy), less the
+      tenant's stable offset (see O(rotation_days)).
+  returned: when an active key exists after the run
+  type: str
+  sample: "2027-02-14T12:00:00Z"
 fallback_public_key:
   description: The last key the host confirmed, kept while the current admin key is not confirmed.
   returned: when the key has a fallback key
@@ -234,7 +271,10 @@ path:
   type: str
   sample: vps/acme/tenant_ssh
 msg:
-  description: Why nothing changed, when that is worth saying (not due, revoked, missing).
+  description:
+    - Why nothing changed, when that is worth saying (not due, revoked, missing), in one line.
+    - When another run replaced the key first - C(<tenant>/<role> key replaced concurrently by another run - that
+      run's key SHA256:... stands ...; no rerun needed).
   returned: when there is something to say
   type: str
 private_key:
@@ -274,9 +314,14 @@ def result_of(plan, store, return_private_key, check_mode=False):
     if data.get("public_key"):
         result["confirmed"] = keypair_store.is_confirmed(data)
         result["host_keys"] = keypair_store.host_keys(data)
-    until = keypair_store.parse_time(data.get("grace_until"))
-    if data.get("grace_public_key") and until:
-        result["grace_expiry_time"] = keypair_store.ssh_expiry_time(until)
+    grace = keypair_store.grace_keys(data)
+    if grace:
+        result["grace_keys"] = grace
+        result["grace_public_key"], result["grace_until"] = grace[0]["public_key"], grace[0]["until"]
+        result["grace_expiry_time"] = keypair_store.ssh_expiry_time(keypair_store.parse_time(grace[0]["until"]))
+    due = store.next_rotation(data)
+    if due:
+        result["next_rotation"] = due
     if plan.message:
         result["msg"] = plan.message
     if return_private_key and data.get("private_key"):
@@ -304,8 +349,8 @@ def diff_of(plan):
                  "confirmed by the host: %s" % ("yes" if keypair_store.is_confirmed(data) else "no")]
         if data.get("fallback_fingerprint"):
             lines.append("fallback_fingerprint: %s" % data["fallback_fingerprint"])
-        if data.get("grace_fingerprint"):
-            lines.append("grace_fingerprint: %s (until %s)" % (data["grace_fingerprint"], data.get("grace_until")))
+        for entry in keypair_store.grace_keys(data):
+            lines.append("grace_fingerprint: %s (until %s)" % (entry["fingerprint"], entry["until"]))
         return "\n".join(lines) + "\n"
 
     return dict(before=show(plan.before), after=show(plan.after))

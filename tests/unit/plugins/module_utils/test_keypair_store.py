@@ -104,9 +104,11 @@ def test_admin_fallback_is_the_last_confirmed_key():
     rotated = ks.record_rotated(confirmed, second, NOW, 90, 24, role="admin")
     assert rotated["fallback_private_key"] == first.private_key and rotated["grace_public_key"] == first.public_key
     assert ks.host_keys(rotated) == [second.public_key, first.public_key]
-    # Rotated again before any host contact: the fallback is still the key the host has.
+    # Rotated again before any host contact: the fallback is still the key the host has; the superseded
+    # unconfirmed key joins the grace keys (newest first), the confirmed one keeps its own grace entry.
     again = ks.record_rotated(rotated, third, NOW, 90, 24, role="admin")
-    assert again["fallback_private_key"] == first.private_key and again["grace_public_key"] == first.public_key
+    assert again["fallback_private_key"] == first.private_key and again["grace_public_key"] == second.public_key
+    assert [entry["public_key"] for entry in again["grace_keys"]] == [second.public_key, first.public_key]
     regen = ks.record_regenerated(again, second, NOW, 90, role="admin")
     assert regen["fallback_private_key"] == first.private_key and "grace_public_key" not in regen
     # Confirmation drops the fallback; a tenant key never keeps one.
@@ -116,7 +118,285 @@ def test_admin_fallback_is_the_last_confirmed_key():
     # A revocation drops every private key from the latest version.
     revoked = ks.record_revoked(again, NOW)
     assert not set(ks.PRIVATE_FIELDS) & set(revoked) and ks.host_keys(revoked) == []
-    assert ks.revoked_public_keys(again) == [third.public_key, first.public_key]
+    assert ks.revoked_public_keys(again) == [third.public_key, second.public_key, first.public_key]
+
+
+# -- every handed-out key keeps its full grace ---------------------------------------------------
+HOUR = datetime.timedelta(hours=1)
+
+
+def _pairs(count):
+    return [ssh_keys.KeyPair("ed25519", "priv-%d" % n, "pub-%d" % n, "fp-%d" % n) for n in range(count)]
+
+
+def _grace(record):
+    return [(entry["public_key"], entry["until"]) for entry in record.get("grace_keys", [])]
+
+
+def test_every_superseded_key_keeps_its_own_grace_through_many_rotations():
+    a, b, c, d = _pairs(4)
+    record = ks.record_created(a, NOW, 90)
+    # Three forced rotations within the grace period (tenant key: no fallback).
+    record = ks.record_rotated(record, b, NOW, 90, 24, role="tenant")
+    record = ks.record_rotated(record, c, NOW + HOUR, 90, 24, role="tenant")
+    record = ks.record_rotated(record, d, NOW + 2 * HOUR, 90, 24, role="tenant")
+    assert _grace(record) == [("pub-2", "2026-11-24T14:00:00Z"), ("pub-1", "2026-11-24T13:00:00Z"),
+                              ("pub-0", "2026-11-24T12:00:00Z")]
+    assert [entry["fingerprint"] for entry in record["grace_keys"]] == ["fp-2", "fp-1", "fp-0"]
+    # The fields older releases read hold the most recently superseded key.
+    assert (record["grace_public_key"], record["grace_fingerprint"], record["grace_until"]) == (
+        "pub-2", "fp-2", "2026-11-24T14:00:00Z")
+    view = ks.host_view(record, 4, NOW + 2 * HOUR)
+    assert view["host_keys"] == ["pub-3"]
+    assert view["grace_keys"] == [{"key": "pub-2", "expires": "2026-11-24T14:00:00Z"},
+                                  {"key": "pub-1", "expires": "2026-11-24T13:00:00Z"},
+                                  {"key": "pub-0", "expires": "2026-11-24T12:00:00Z"}]
+    assert ks.public_view(record)["grace_keys"] == record["grace_keys"]  # public material only
+    # Each ends on its own: after 24 h 30 min only the two later ones are left.
+    later = NOW + datetime.timedelta(hours=24, minutes=30)
+    assert [g["key"] for g in ks.host_view(record, 4, later)["grace_keys"]] == ["pub-2", "pub-1"]
+    assert ks.grace_active(record, later) and not ks.grace_active(record, NOW + 26 * HOUR)
+    # The next write prunes the ended ones.
+    e = _pairs(5)[4]
+    pruned = ks.record_rotated(record, e, later, 90, 24, role="tenant")
+    assert _grace(pruned) == [("pub-3", "2026-11-25T12:30:00Z"), ("pub-2", "2026-11-24T14:00:00Z"),
+                              ("pub-1", "2026-11-24T13:00:00Z")]
+    assert not any(entry["public_key"] == pruned["public_key"] for entry in pruned["grace_keys"])
+
+
+def test_a_second_rotation_after_a_confirmation_keeps_the_original_keys_grace():
+    """The race of issue 20: rotate (confirmed), rotate again within 24 h - the original key keeps its grace."""
+    a, b, c = _pairs(3)
+    record = ks.record_confirmed(ks.record_created(a, NOW, 90), NOW)
+    record = ks.record_confirmed(ks.record_rotated(record, b, NOW, 90, 24, role="admin"), NOW + HOUR)
+    assert _grace(record) == [("pub-0", "2026-11-24T12:00:00Z")] and ks.host_keys(record) == ["pub-1"]
+    record = ks.record_rotated(record, c, NOW + 2 * HOUR, 90, 24, role="admin")
+    assert record["fallback_public_key"] == "pub-1" and ks.host_keys(record) == ["pub-2", "pub-1"]
+    assert _grace(record) == [("pub-1", "2026-11-24T14:00:00Z"), ("pub-0", "2026-11-24T12:00:00Z")]
+    # While pending, the fallback is a host key without expiry, never also a grace key on the host.
+    view = ks.host_view(record, 4, NOW + 2 * HOUR)
+    assert view["grace_keys"] == [{"key": "pub-0", "expires": "2026-11-24T12:00:00Z"}]
+    # Once confirmed, the superseded confirmed key is a grace key with its own expiry.
+    done = ks.record_confirmed(record, NOW + 3 * HOUR)
+    assert "fallback_public_key" not in done
+    assert ks.host_view(done, 5, NOW + 3 * HOUR)["grace_keys"] == [
+        {"key": "pub-1", "expires": "2026-11-24T14:00:00Z"}, {"key": "pub-0", "expires": "2026-11-24T12:00:00Z"}]
+
+
+def test_pending_admin_rotations_keep_the_fallback_and_every_grace():
+    a, b, c, d = _pairs(4)
+    record = ks.record_confirmed(ks.record_created(a, NOW, 90), NOW)
+    for number, pair in enumerate((b, c, d), 1):
+        record = ks.record_rotated(record, pair, NOW + number * HOUR, 90, 24, role="admin")
+    # _fallback_of unchanged: the last confirmed key is the fallback through every unconfirmed rotation.
+    assert record["fallback_private_key"] == "priv-0" and ks.host_keys(record) == ["pub-3", "pub-0"]
+    assert _grace(record) == [("pub-2", "2026-11-24T15:00:00Z"), ("pub-1", "2026-11-24T14:00:00Z"),
+                              ("pub-0", "2026-11-24T13:00:00Z")]
+    assert [g["key"] for g in ks.host_view(record, 4, NOW + 3 * HOUR)["grace_keys"]] == ["pub-2", "pub-1"]
+    # Pending for days: the fallback's grace has ended, it stays a host key; confirmed, it goes at once.
+    days = NOW + datetime.timedelta(days=3)
+    assert ks.host_keys(record) == ["pub-3", "pub-0"] and ks.host_view(record, 4, days)["grace_keys"] == []
+    done = ks.record_confirmed(record, days)
+    assert ks.host_view(done, 5, days)["host_keys"] == ["pub-3"] and ks.host_view(done, 5, days)["grace_keys"] == []
+    assert not set(ks.GRACE_FIELDS) & set(done)  # pruned on the confirmation write
+
+
+def test_grace_keys_are_capped_newest_first():
+    pairs = _pairs(ks.GRACE_KEYS_MAX + 11)
+    record = ks.record_created(pairs[0], NOW, 90)
+    for number, pair in enumerate(pairs[1:], 1):
+        record = ks.record_rotated(record, pair, NOW + datetime.timedelta(minutes=number), 90, 24, role="tenant")
+    assert len(record["grace_keys"]) == ks.GRACE_KEYS_MAX == 20
+    newest = len(pairs) - 2
+    assert [entry["public_key"] for entry in record["grace_keys"]] == ["pub-%d" % n for n in range(newest, newest - 20, -1)]
+    assert record["grace_public_key"] == "pub-%d" % newest
+
+
+def test_grace_hours_zero_gives_the_superseded_key_no_grace_but_keeps_earlier_ones():
+    a, b, c = _pairs(3)
+    record = ks.record_rotated(ks.record_created(a, NOW, 90), b, NOW, 90, 24, role="tenant")
+    record = ks.record_rotated(record, c, NOW + HOUR, 90, 0, role="tenant")
+    assert _grace(record) == [("pub-0", "2026-11-24T12:00:00Z")] and record["grace_public_key"] == "pub-0"
+
+
+def test_a_legacy_record_with_one_grace_key_is_read_as_a_one_element_list():
+    a, b, c = _pairs(3)
+    legacy = dict(ks.record_created(b, NOW, 90), grace_public_key="pub-0", grace_until="2026-11-24T12:00:00Z")
+    assert ks.grace_keys(legacy) == [{"public_key": "pub-0", "fingerprint": None, "until": "2026-11-24T12:00:00Z"}]
+    real = ssh_keys.generate_keypair("ed25519")
+    legacy_real = dict(legacy, grace_public_key=real.public_key)  # no grace_fingerprint: computed
+    assert ks.grace_keys(legacy_real)[0]["fingerprint"] == real.fingerprint
+    assert ks.host_view(legacy, 2, NOW)["grace_keys"] == [{"key": "pub-0", "expires": "2026-11-24T12:00:00Z"}]
+    assert ks.host_view(legacy, 2, NOW + 25 * HOUR)["grace_keys"] == []
+    assert ks.revoked_public_keys(legacy) == ["pub-1", "pub-0"]
+    rotated = ks.record_rotated(legacy, c, NOW + HOUR, 90, 24, role="tenant")
+    assert _grace(rotated) == [("pub-1", "2026-11-24T13:00:00Z"), ("pub-0", "2026-11-24T12:00:00Z")]
+    # The list and the legacy fields naming the same key: one entry, no duplicates.
+    both = dict(rotated, grace_public_key="pub-0", grace_until="2026-11-24T12:00:00Z")
+    assert [entry["public_key"] for entry in ks.grace_keys(both)] == ["pub-1", "pub-0"]
+    # Unreadable entries are ignored; the current key is never a grace key.
+    odd = dict(rotated, grace_keys=rotated["grace_keys"] + ["x", {"public_key": "pub-9"}, {"public_key": "pub-2", "until": "2030-01-01"}])
+    assert [entry["public_key"] for entry in ks.grace_keys(odd)] == ["pub-1", "pub-0"]
+    # An ended legacy grace key is pruned by the next rotation.
+    assert "grace_keys" not in ks.record_rotated(legacy, c, NOW + 25 * HOUR, 90, 0, role="tenant")
+
+
+def test_revoke_drops_every_grace_key_and_lists_them_all():
+    a, b, c, d = _pairs(4)
+    record = ks.record_confirmed(ks.record_created(a, NOW, 90), NOW)
+    for number, pair in enumerate((b, c, d), 1):
+        record = ks.record_rotated(record, pair, NOW + number * HOUR, 90, 24, role="admin")
+    # Every key a host may hold leaves it: current, each grace key (ended or not), the fallback.
+    assert ks.revoked_public_keys(record) == ["pub-3", "pub-2", "pub-1", "pub-0"]
+    revoked = ks.record_revoked(record, NOW + 4 * HOUR)
+    assert not set(ks.GRACE_FIELDS) & set(revoked) and not set(ks.PRIVATE_FIELDS) & set(revoked)
+    view = ks.host_view(revoked, 5, NOW + 4 * HOUR)
+    assert view["grace_keys"] == [] and view["host_keys"] == [] and view["revoked_keys"] == ["pub-3"]
+
+
+def test_regenerate_keeps_no_grace():
+    a, b, c, d = _pairs(4)
+    record = ks.record_rotated(ks.record_created(a, NOW, 90), b, NOW, 90, 24, role="tenant")
+    record = ks.record_rotated(record, c, NOW + HOUR, 90, 24, role="tenant")
+    regen = ks.record_regenerated(record, d, NOW + 2 * HOUR, 90, role="tenant")
+    assert not set(ks.GRACE_FIELDS) & set(regen) and ks.host_view(regen, 4, NOW + 2 * HOUR)["grace_keys"] == []
+    assert ks.revoked_public_keys(record) == ["pub-2", "pub-1", "pub-0"]  # what a regeneration takes away
+
+
+# -- spread due dates ------------------------------------------------------------------------------
+TENANTS = ["t%03d" % n for n in range(200)]
+
+
+@pytest.mark.parametrize("days,spread", [(1, 0), (9, 0), (19, 1), (20, 2), (30, 3), (90, 9), (365, 36), (3650, 365)])
+def test_due_spread_is_a_tenth_of_the_period(days, spread):
+    assert ks.due_spread_days(days) == spread
+    offsets = [ks.due_offset_days(t, role, days) for t in TENANTS for role in ("admin", "tenant")]
+    assert all(0 <= offset < max(spread, 1) for offset in offsets)
+    if 2 <= spread <= 40:
+        assert len(set(offsets)) == spread  # 400 keys use every day of the spread
+    elif spread > 40:
+        assert len(set(offsets)) > spread // 2
+    else:
+        assert set(offsets) == {0}
+
+
+def test_due_offset_is_deterministic_and_differs_between_tenants_and_roles():
+    assert [ks.due_offset_days(t, "admin", 90) for t in TENANTS] == [ks.due_offset_days(t, "admin", 90) for t in TENANTS]
+    assert len(set(ks.due_offset_days(t, "admin", 90) for t in TENANTS[:20])) > 3
+    assert any(ks.due_offset_days(t, "admin", 90) != ks.due_offset_days(t, "tenant", 90) for t in TENANTS[:20])
+    # The documented rule: the first 8 bytes of SHA-256 of "<tenant>/<role>", big-endian, modulo the spread.
+    import hashlib
+    assert ks.due_offset_days("acme", "admin", 90) == int(hashlib.sha256(b"acme/admin").hexdigest()[:16], 16) % 9
+    assert (ks.due_offset_days("acme", "admin", 90), ks.due_offset_days("acme", "tenant", 90)) == (2, 6)  # docs example
+    assert ks.due_offset_days(None, "admin", 90) == 0 and ks.due_offset_days("", "admin", 90) == 0
+
+
+@pytest.mark.parametrize("days", [1, 7, 19, 20, 30, 90, 365])
+def test_spread_due_date_is_never_later_than_the_period_and_never_before_the_last_rotation(days):
+    last = NOW - datetime.timedelta(days=400)
+    record = {"last_rotated": ks.format_time(last)}
+    spread = ks.due_spread_days(days)
+    for tenant_id in TENANTS[:50]:
+        for role in ("admin", "tenant"):
+            due = ks.due_at(record, days, tenant_id, role)
+            assert last + datetime.timedelta(days=days) - datetime.timedelta(days=max(spread - 1, 0)) <= due
+            assert due <= last + datetime.timedelta(days=days) and due > last
+            assert ks.is_due(record, days, due, tenant_id=tenant_id, role=role)
+            assert ks.is_due(record, days, last + datetime.timedelta(days=days), tenant_id=tenant_id, role=role)
+            assert not ks.is_due(record, days, due - datetime.timedelta(seconds=1), tenant_id=tenant_id, role=role)
+            if days == 1:
+                assert due == last + datetime.timedelta(days=1)  # no spread
+
+
+def test_without_a_tenant_is_due_keeps_the_exact_period():
+    record = {"last_rotated": "2026-08-25T12:00:00Z"}  # exactly 90 days before NOW
+    assert ks.is_due(record, 90, NOW) and not ks.is_due(record, 90, NOW - datetime.timedelta(seconds=1))
+    assert ks.due_at(record, 90) == NOW and ks.due_at({}, 90, "acme", "admin") is None
+
+
+def test_next_rotation_uses_the_records_policy_and_the_offset():
+    record = ks.record_created(_pairs(1)[0], NOW, 90)
+    assert ks.next_rotation(record, "acme", "admin") == "2027-02-19T12:00:00Z"  # NOW + 90 - 2 days
+    assert ks.next_rotation(record) == "2027-02-21T12:00:00Z"
+    assert ks.next_rotation(dict(record, rotation_policy="30_days"), "acme", "admin") == ks.format_time(
+        NOW + datetime.timedelta(days=30 - ks.due_offset_days("acme", "admin", 30)))
+    assert ks.next_rotation(dict(record, state="revoked"), "acme", "admin") is None
+    view = ks.host_view(record, 1, NOW, tenant_id="acme", role="admin")
+    assert view["next_rotation"] == "2027-02-19T12:00:00Z" and "next_rotation" not in ks.host_view(record, 1, NOW)
+
+
+# -- the store with an in-memory Vault: spread plans and the one-line race message -------------------
+class _Memory(object):
+    """Just enough of VaultClient for KeypairStore: KV v2 versions with check-and-set."""
+
+    def __init__(self):
+        self.versions = {}
+        self.before_write = None
+
+    def read_or_none(self, mount, path, version=None):
+        history = self.versions.get((mount, path)) or []
+        if not history:
+            return None
+        return vc.Secret(mount, path, dict(history[-1]), {"version": len(history)})
+
+    def metadata(self, mount, path):
+        if (mount, path) not in self.versions:
+            raise vc.VaultNotFound("no metadata")
+        return {"current_version": len(self.versions[(mount, path)])}
+
+    def list(self, mount, path=""):
+        return sorted(set(p.split("/")[0] + "/" for (m, p) in self.versions if m == mount))
+
+    def write(self, mount, path, data, cas=None):
+        if self.before_write:
+            hook, self.before_write = self.before_write, None
+            hook()
+        history = self.versions.setdefault((mount, path), [])
+        if cas is not None and cas != len(history):
+            raise vc.VaultCASConflict("check-and-set conflict on write of %s/%s (cas=%s)" % (mount, path, cas))
+        history.append(dict(data))
+        return len(history)
+
+
+def test_plan_spreads_due_dates_per_tenant():
+    memory = _Memory()
+    for tenant_id in ("acme", "beta"):
+        pair = ssh_keys.KeyPair("ed25519", "priv-%s" % tenant_id, "pub-%s" % tenant_id, "fp-%s" % tenant_id)
+        memory.write("vps", "%s/admin_ssh" % tenant_id, ks.record_created(pair, NOW, 90), cas=0)
+    # acme/admin is due 2 days early, beta/admin 8 days early (see the docs' worked example).
+    assert (ks.due_offset_days("acme", "admin", 90), ks.due_offset_days("beta", "admin", 90)) == (2, 8)
+    day = datetime.timedelta(days=1)
+    clock = Clock(NOW + 82 * day - datetime.timedelta(seconds=1))
+    stores = dict((t, ks.KeypairStore(memory, t, "admin", keygen=fast_keygen, clock=clock)) for t in ("acme", "beta"))
+    assert [stores[t].plan("rotated").action for t in ("acme", "beta")] == ["none", "none"]
+    clock.now = NOW + 82 * day
+    assert [stores[t].plan("rotated").action for t in ("acme", "beta")] == ["none", "rotated"]
+    clock.now = NOW + 88 * day
+    assert [stores[t].plan("rotated").action for t in ("acme", "beta")] == ["rotated", "rotated"]
+    data, _version = stores["acme"].read()
+    assert stores["acme"].next_rotation(data) == ks.format_time(NOW + 88 * day)
+
+
+def test_a_run_that_loses_the_race_says_so_in_one_line():
+    memory = _Memory()
+    store = ks.KeypairStore(memory, "acme", "tenant", keygen=fast_keygen, clock=Clock())
+    store.commit(store.plan("present"))
+    other = ks.KeypairStore(memory, "acme", "tenant", keygen=fast_keygen, clock=Clock())
+    plan = store.plan("rotated", force=True)
+    mine = plan.after["private_key"]
+    winner = other.plan("rotated", force=True)
+    memory.before_write = lambda: other.commit(winner)  # the other run writes between our read and our write
+    assert store.commit(plan) == 2
+    assert plan.action == "none" and not plan.changed and plan.after["fingerprint"] == winner.after["fingerprint"]
+    assert "\n" not in plan.message and mine in store.discarded and mine not in plan.message
+    assert plan.message == (
+        "acme/tenant key replaced concurrently by another run: that run's key %s stands and is the one installed "
+        "on the host (this run's new key was discarded); no rerun needed" % winner.after["fingerprint"])
+    assert "PRIVATE KEY" not in plan.message
+    # A write that landed although the client saw a conflict (retried after a failover) counts as written.
+    plan = store.plan("rotated", force=True)
+    memory.before_write = lambda: memory.versions[("vps", "acme/tenant_ssh")].append(dict(plan.after))
+    assert store.commit(plan) == 3 and plan.action == "rotated" and plan.message is None
 
 
 class _Host(object):
@@ -131,8 +411,7 @@ class _Host(object):
             return False
         self.serial = version
         keys = set(ks.host_keys(record))
-        if record.get("grace_public_key"):
-            keys.add(record["grace_public_key"])
+        keys.update(entry["key"] for entry in ks.host_view(record, version, NOW)["grace_keys"])
         self.keys = keys
         return True
 
@@ -295,3 +574,38 @@ def test_vps_ip_from_record(openbao):
     assert store.vps_ip() is None
     openbao.kv_put("vps", "%s/record" % tid, {"vps_ip": "192.0.2.7"})
     assert store.vps_ip() == "192.0.2.7"
+
+
+def test_bulk_rotation_spreads_due_dates_and_reports_a_lost_race_per_tenant():
+    from ansible_collections.penguinmails.vps.plugins.module_utils import bulk_rotation
+
+    memory = _Memory()
+    for tenant_id in ("acme", "beta", "gamma"):
+        pair = ssh_keys.generate_keypair("ed25519", comment="seed")
+        memory.write("vps", "%s/admin_ssh" % tenant_id, ks.record_created(pair, NOW, 90), cas=0)
+    offsets = dict((t, ks.due_offset_days(t, "admin", 90)) for t in ("acme", "beta", "gamma"))
+    assert offsets == {"acme": 2, "beta": 8, "gamma": 8}
+    day = datetime.timedelta(days=1)
+    # 82 days after: beta and gamma are due, acme (2 days early: at 88 days) is not.
+    other = ks.KeypairStore(memory, "gamma", "admin", keygen=fast_keygen, clock=Clock(NOW + 82 * day))
+    winner = other.plan("rotated", force=True)
+    memory.before_write = lambda: other.commit(winner)  # another run rotates gamma first
+    result = bulk_rotation.rotate_many(memory, ["acme", "beta", "gamma"], roles=["admin"], key_type="ed25519", workers=1,
+                                       clock=Clock(NOW + 82 * day))
+    assert result["failures"] == []
+    rotated = dict((item["tenant_id"], item) for item in result["rotated"])
+    skipped = dict((item["tenant_id"], item) for item in result["skipped"])
+    assert skipped["acme"] == {"tenant_id": "acme", "role": "admin", "reason": "not due"}
+    lost = [t for t in ("beta", "gamma") if t in skipped]
+    assert lost == ["gamma"] and sorted(rotated) == ["beta"]  # the other run wrote gamma before our first write
+    race = skipped[lost[0]]
+    standing = memory.read_or_none("vps", "%s/admin_ssh" % lost[0]).data["fingerprint"]
+    assert race["reason"] == "rotated concurrently" and race["fingerprint"] == standing
+    assert race["message"] == ks.race_message(lost[0], "admin", standing) and "\n" not in race["message"]
+    assert "no rerun needed" in race["message"] and "PRIVATE KEY" not in race["message"]
+    (tenant_id, entry), = rotated.items()
+    assert entry["next_rotation"] == ks.format_time(NOW + 82 * day + (90 - offsets[tenant_id]) * day)
+    stored = memory.read_or_none("vps", "%s/admin_ssh" % tenant_id).data
+    assert stored["fingerprint"] == entry["fingerprint"] and [g["until"] for g in stored["grace_keys"]] == [
+        ks.format_time(NOW + 82 * day + 24 * HOUR)]
+    assert sorted(item["tenant_id"] for item in result["unconfirmed"]) == ["acme", "beta", "gamma"]
