@@ -17,6 +17,12 @@ SANITY_ARGS ?=
 # make test runs whole test files on this many workers, each with its own lab (tests/lab: one network per lab).
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadfile --durations=30
+PYTEST_PATHS ?= tests/unit tests/integration
+# make test runs the static checks (ansible-doc, lint, sanity, ee; all of them, --keep-going) in the background,
+# niced, while pytest runs; their output goes to CHECKS_LOG and is printed when both are done.
+# Every test's duration: tests/output/durations.tsv (per file: durations_by_file.tsv).
+TEST_OUTPUT := $(CURDIR)/tests/output
+CHECKS_LOG := $(TEST_OUTPUT)/checks.log
 # The lab's Mailu host runs Debian's postfix, dovecot and rspamd itself, per lab host: their system services
 # are never started (a policy-rc.d keeps the install from starting them).
 DEB_PACKAGES := bind9 bind9-utils openssh-server openssh-client iproute2 rsync procps \
@@ -24,7 +30,7 @@ DEB_PACKAGES := bind9 bind9-utils openssh-server openssh-client iproute2 rsync p
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help setup venv debs collection lint sanity ee unit integration test demo bench clean
+.PHONY: help setup venv debs collection doc checks lint sanity ee unit integration test demo bench clean
 
 help:
 	@echo "make demo   - set up and run a whole tenant migration in the lab"
@@ -56,9 +62,19 @@ $(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
+# Relinked only when wrong: ln -sfn removes the link before making it again, which a running test would see.
 collection:
 	@mkdir -p $(dir $(COLL_LINK))
-	@ln -sfn ../../.. $(COLL_LINK)
+	@[ "$$(readlink $(COLL_LINK))" = "../../.." ] || ln -sfn ../../.. $(COLL_LINK)
+
+# Every plugin's documentation renders.
+doc: setup
+	$(BIN)/ansible-doc -t lookup penguinmails.vps.vault > /dev/null
+	$(BIN)/ansible-doc -t callback penguinmails.vps.audit > /dev/null
+	$(BIN)/ansible-doc -t module $$(ls plugins/modules | sed -n 's/\.py$$//p' | sed 's/^/penguinmails.vps./') > /dev/null
+
+# The static checks of make test, one after the other.
+checks: doc lint sanity ee
 
 lint: setup
 	$(BIN)/ansible-lint --profile production
@@ -85,12 +101,19 @@ unit: setup
 integration: setup
 	$(BIN)/pytest $(PYTEST_ARGS) tests/integration
 
+# The static checks (make checks) run in the background while pytest runs; both always run to the end, the
+# checks' whole output is printed after pytest's, and make test fails if either failed.
 test: setup
-	$(BIN)/ansible-doc -t lookup penguinmails.vps.vault > /dev/null
-	$(BIN)/ansible-doc -t callback penguinmails.vps.audit > /dev/null
-	$(BIN)/ansible-doc -t module $$(ls plugins/modules | sed -n 's/\.py$$//p' | sed 's/^/penguinmails.vps./') > /dev/null
-	$(MAKE) --no-print-directory lint sanity ee
-	$(BIN)/pytest $(PYTEST_ARGS) tests/unit tests/integration
+	@mkdir -p $(TEST_OUTPUT)
+	@echo "make checks (ansible-doc, lint, sanity, ee) runs in the background, niced; its output: $(CHECKS_LOG)"
+	@nice -n 10 $(MAKE) --no-print-directory --keep-going checks > $(CHECKS_LOG) 2>&1 & checks_pid=$$!; \
+	pytest_status=0; $(BIN)/pytest $(PYTEST_ARGS) $(PYTEST_PATHS) || pytest_status=$$?; \
+	if kill -0 $$checks_pid 2>/dev/null; then echo "pytest done (exit $$pytest_status); waiting for make checks"; fi; \
+	checks_status=0; wait $$checks_pid || checks_status=$$?; \
+	echo "======== make checks (ansible-doc, lint, sanity, ee): $(CHECKS_LOG) ========"; \
+	cat $(CHECKS_LOG); \
+	echo "======== make checks: exit $$checks_status; pytest: exit $$pytest_status ========"; \
+	[ $$checks_status -eq 0 ] && [ $$pytest_status -eq 0 ]
 
 demo: setup
 	$(BIN)/python tests/lab/demo.py

@@ -48,7 +48,7 @@ def complete_tenant(client, tenant, admin_age, tenant_age, tenant_state="active"
     client.write(mounts["vps"], "%s/record" % tenant, {"domain": domain, "vps_ip": "203.0.113.7"})
     client.write(mounts["smtp"], "%s/admin" % tenant, {"username": "admin@" + domain, "password": "smtp-Secret-%s" % tenant})
     client.write(mounts["dkim"], "%s/dkim" % domain, {"private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
-                                              "public_key": "MIIB"})
+                                                      "public_key": "MIIB"})
     return pairs
 
 
