@@ -70,7 +70,8 @@ def known_public_keys(view):
     """Every public key of a key record's public view (current, fallback, grace, host keys), without duplicates."""
     view = view or {}
     keys = []
-    for value in [view.get("public_key"), view.get("fallback_public_key"), view.get("grace_public_key")] + list(
+    grace = [g.get("public_key") or g.get("key") for g in view.get("grace_keys") or [] if isinstance(g, dict)]
+    for value in [view.get("public_key"), view.get("fallback_public_key"), view.get("grace_public_key")] + grace + list(
             view.get("host_keys") or []) + list(view.get("revoked_keys") or []):
         if value and value not in keys:
             keys.append(value)

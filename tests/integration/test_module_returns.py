@@ -170,6 +170,8 @@ LOCALHOST_CASES = """
     - {penguinmails.vps.tenant_secrets_info: {tenant_ids: ["@tid@", "@new@"]}, register: r_tenant_secrets_info__some}
     - {penguinmails.vps.tenant_secrets_info: {}, register: r_tenant_secrets_info__every}
     - {penguinmails.vps.vault_health_info: {}, register: r_vault_health_info__node}
+    - {penguinmails.vps.vault_session: {}, register: r_vault_session__token_auth}
+    - {penguinmails.vps.vault_session: {state: absent}, register: r_vault_session__absent}
     - {penguinmails.vps.vault_history_info: {}, register: r_vault_history_info__default}
     - {penguinmails.vps.vault_history_info: {burst_threshold: 1, window_hours: 1, path_prefix: "@new@/"}, register: r_vault_history_info__bursts}
 

@@ -154,7 +154,8 @@ def test_rotate_due_not_due_force_revoke_regenerate_absent(openbao, tmp_path):
     assert res["r_revoke_check"]["changed"] and versions(openbao, tid) >= 4
     revoke = res["r_revoke"]
     assert revoke["changed"] and revoke["key_state"] == "revoked"
-    assert revoke["revoked_public_keys"] == [force["public_key"], due["public_key"]]
+    # the current key and every grace key: the first key too, still in its own grace after two rotations
+    assert revoke["revoked_public_keys"] == [force["public_key"], due["public_key"], old.public_key]
     assert res["r_revoke_again"]["changed"] is False
     assert res["r_rotate_revoked"]["changed"] is False and "revoked" in res["r_rotate_revoked"]["msg"]
     regen = res["r_regen"]
