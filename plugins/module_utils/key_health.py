@@ -29,6 +29,7 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.timeutil import (
     utcnow,
 )
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import VaultError
+from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store
 
 DEFAULT_ROTATION_DAYS = 90
 URGENCY_RANK = {"critical": 2, "warning": 1, "ok": 0}
@@ -126,8 +127,11 @@ def _days_between(later, earlier):
 # ---------------------------------------------------------------------------------------
 # Tenant secrets status
 # ---------------------------------------------------------------------------------------
-def key_status(data, role, now, due_soon_days=14, default_days=DEFAULT_ROTATION_DAYS):
-    """The status of one SSH key record (``None`` = missing); no secret field is returned."""
+def key_status(data, role, now, due_soon_days=14, default_days=DEFAULT_ROTATION_DAYS, tenant_id=None):
+    """The status of one SSH key record (``None`` = missing); no secret field is returned.
+
+    ``next_rotation`` is the planned moment, spread per tenant (keypair_store.due_offset_days, never later than the
+    period); the key is ``expired`` only once the whole period has passed."""
     if data is None:
         return {"present": False, "status": "missing", "role": role, "issues": ["%s key missing" % role]}
     issues = []
@@ -138,12 +142,14 @@ def key_status(data, role, now, due_soon_days=14, default_days=DEFAULT_ROTATION_
         days = default_days
     created = parse_time(data.get("created_at"))
     last = parse_time(data.get("last_rotated")) or created
-    next_rotation = last + datetime.timedelta(days=days) if last else None
+    deadline = last + datetime.timedelta(days=days) if last else None
+    offset = keypair_store.due_offset_days(tenant_id, role, days) if tenant_id else 0
+    next_rotation = deadline - datetime.timedelta(days=offset) if deadline else None
     grace_until = parse_time(data.get("grace_until"))
     revoked = str(data.get("state") or "active") == "revoked"
     if revoked:
         status = "revoked"
-    elif next_rotation is None or now >= next_rotation:
+    elif deadline is None or now >= deadline:
         status = "expired"
     else:
         status = "active"
@@ -153,7 +159,9 @@ def key_status(data, role, now, due_soon_days=14, default_days=DEFAULT_ROTATION_
     elif next_rotation is None:
         issues.append("%s key has no rotation date" % role)
     elif status == "expired":
-        issues.append("%s key rotation overdue by %d day(s)" % (role, _days_between(now, next_rotation)))
+        issues.append("%s key rotation overdue by %d day(s)" % (role, _days_between(now, deadline)))
+    elif days_until is not None and days_until <= 0:
+        issues.append("%s key rotation due now (the next scheduled run rotates it)" % role)
     elif days_until is not None and days_until < due_soon_days:
         issues.append("%s key rotation due in %d day(s)" % (role, days_until))
     result = {
@@ -206,7 +214,7 @@ def tenant_status(client, tenant_id, mounts, now, due_soon_days=14):
     keys = {}
     for role in SSH_KEY_ROLES:
         secret = client.read_or_none(*ssh_key_path(tenant_id, role, mounts["vps"]))
-        keys[role] = key_status(secret.data if secret else None, role, now, due_soon_days)
+        keys[role] = key_status(secret.data if secret else None, role, now, due_soon_days, tenant_id=tenant_id)
     issues = []
     for role in SSH_KEY_ROLES:
         issues.extend(keys[role]["issues"])

@@ -71,7 +71,9 @@ keys:
       C(last_rotated), C(grace_public_key), C(grace_until), C(fallback_public_key), C(installed_fingerprint),
       C(downloaded_at), ...) plus C(version) (the KV version), C(exists), C(confirmed), C(host_keys)
       (keys valid without an expiry), C(grace_keys) (a list of C({key, expires}) while the grace key is
-      valid and not already in C(host_keys)) and C(revoked_keys) (the public keys of a revoked record).
+      valid and not already in C(host_keys); every superseded key with its own end), C(revoked_keys) (the public keys
+      of a revoked record) and C(next_rotation) (when the key is planned to rotate, spread per tenant, never later
+      than its rotation period).
   returned: always
   type: dict
   sample:
@@ -109,7 +111,7 @@ def main():
         for role in p["roles"]:
             store = keypair_store.KeypairStore(client, p["tenant_id"], role, mount=p["mount"])
             data, version = store.read()
-            keys[role] = keypair_store.host_view(data, version, keypair_store.utcnow())
+            keys[role] = keypair_store.host_view(data, version, keypair_store.utcnow(), tenant_id=p["tenant_id"], role=role)
     except (ValidationError, VaultError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, keys=keys)

@@ -5,12 +5,14 @@ against a real OpenBao."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import secrets
 import textwrap
 
 import pytest
 
+from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store
 from tests.support.ansible_run import run_playbook
 from tests.support.openbao import free_port
 
@@ -96,7 +98,10 @@ def test_tenant_secrets_info_statuses_and_urgency(openbao, tmp_path):
     good = by_id[ok]
     admin, tenant = good["keys"]["admin"], good["keys"]["tenant"]
     assert admin["status"] == "active" and admin["last_rotated"] == days_before(10)
-    assert admin["next_rotation"] == "2026-08-20T12:00:00Z" and admin["days_until_rotation"] == 80
+    # planned: 90 days after the last rotation, less the tenant's spread offset (never later than the period)
+    offset = keypair_store.due_offset_days(ok, "admin", 90)
+    planned = datetime.datetime(2026, 8, 20, 12, tzinfo=datetime.timezone.utc) - datetime.timedelta(days=offset)
+    assert admin["next_rotation"] == planned.strftime("%Y-%m-%dT%H:%M:%SZ") and admin["days_until_rotation"] == 80 - offset
     assert admin["age_days"] == 10 and admin["rotation_days"] == 90
     assert tenant["downloaded"] is True and tenant["in_grace"] is True and tenant["grace_until"] == "2026-06-02T00:00:00Z"
     assert good["smtp"] == {"present": True}
@@ -109,9 +114,11 @@ def test_tenant_secrets_info_statuses_and_urgency(openbao, tmp_path):
     assert bad["keys"]["tenant"]["status"] == "revoked" and "tenant key revoked" in bad["issues"]
 
     soon = by_id[due]
-    assert soon["keys"]["admin"]["days_until_rotation"] == 5
+    days = 5 - keypair_store.due_offset_days(due, "admin", 90)
+    assert soon["keys"]["admin"]["days_until_rotation"] == days and soon["keys"]["admin"]["status"] == "active"
     assert soon["keys"]["tenant"]["status"] == "missing"
-    assert set(soon["issues"]) == {"admin key rotation due in 5 day(s)", "tenant key missing",
+    due_issue = "admin key rotation due in %d day(s)" % days if days > 0 else "admin key rotation due now (the next scheduled run rotates it)"
+    assert set(soon["issues"]) == {due_issue, "tenant key missing",
                                    "SMTP admin credentials missing", "no DKIM key for %s.example.com" % due}
     assert by_id[bare]["keys"]["admin"]["status"] == "missing"
     assert "tenant record missing" in by_id[bare]["issues"]
