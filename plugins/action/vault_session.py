@@ -35,6 +35,9 @@ class ActionModule(ActionBase):
         session = task_vars.get(vc.SESSION_FACT) or {}
         # never hand a token back to a callback, whatever happens below
         result["_ansible_no_log"] = True
+        if session.get("token") and args.get("token") == session["token"]:
+            # the plays' module_defaults hand every Vault task the session's token; this task means the login behind it
+            args = dict(args, token=None, auth_method=None)
         try:
             settings = vc.resolve_settings(vc.controller_vault_options(args, task_vars, session=False))
             if args["state"] == "absent":

@@ -645,6 +645,7 @@ def end_session(session, settings):
     if not session or not session.get("token"):
         return False
     client = VaultClient(dict(settings, auth_method="token", token=session["token"]))
+    client.login()  # token auth: no request, the token goes on the client
     try:
         client.api("POST", "auth/token/revoke-self", where="revocation of the run's token", retry=False)
     except VaultAuthError:

@@ -62,6 +62,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+ansible_facts:
+  description:
+    - C(penguinmails_vault_session) - the run's session (its token included) for the later tasks of the run; emptied by
+      O(state=absent). The whole result is hidden like that of a C(no_log) task.
+  returned: when a session starts or ends
+  type: dict
+  sample: {"penguinmails_vault_session": {}}
 session:
   description:
     - The session without its token - C(accessor), C(method), C(expires) (epoch seconds; 0 when it does not end) with
