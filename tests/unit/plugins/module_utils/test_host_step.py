@@ -75,7 +75,7 @@ def step(vault, host, tenants, check_mode=False, login=None, **args):
 
 def test_every_tenant_in_two_calls_confirmed_and_audited_with_declared_fields(vault, tmp_path):
     host = Host(tmp_path)
-    tenants = [new_tenant(vault) for _ in range(3)]
+    tenants = [new_tenant(vault) for _index in range(3)]
     result = step(vault, host, tenants).run()
     assert result["failures"] == [], result["failures"]
     assert len(host.calls) == 2  # install, then drop the fallbacks: per host, not per tenant
