@@ -12,6 +12,15 @@ through pytest_runtest_logreport) writes, under tests/output/ (gitignored, remov
 Seconds are wall seconds with three decimals. ``outcome`` is passed, failed, skipped, xfailed, xpassed or error (a
 setup or teardown that failed); ``worker`` is the pytest-xdist worker (gw0, gw1, ...) or ``main`` without xdist.
 Each session overwrites both files: after ``make test`` they hold the whole suite, after a run of one file that file.
+
+Slowest files first. Under pytest-xdist with ``--dist loadfile`` (make test) the whole files are handed out in
+collection order, and by default xdist re-sorts them by their number of tests - which put the long lab files with
+one to four tests (the slicing, leak-scan, certificate-migration, tarball tests) last, where one of them keeps one
+worker busy long after the other ran out of work. So the files are ordered slowest first (the longest-processing-
+time-first rule) by the seconds in ``tests/support/durations_by_file.tsv`` (the format of the output above; after a
+whole ``make test`` refresh it with ``cp tests/output/durations_by_file.tsv tests/support/``), a file not listed
+there counted as UNLISTED_SECONDS (integration) or 1 s (unit), and xdist's own re-sorting is turned off. The order
+of the tests inside a file is kept. Without xdist nothing is reordered.
 """
 
 from __future__ import annotations
@@ -23,6 +32,37 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUTPUT_DIR = os.path.join(REPO, "tests", "output")
 PHASES = ("setup", "call", "teardown")
+FILE_SECONDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "durations_by_file.tsv")
+UNLISTED_SECONDS = 60.0
+
+
+def file_seconds(path=FILE_SECONDS):
+    """{file (relative to the checkout): seconds} from a durations_by_file.tsv ({} when there is none)."""
+    seconds = {}
+    try:
+        with open(path) as handle:
+            for line in handle:
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) == 4 and fields[0] != "seconds":
+                    seconds[fields[3]] = float(fields[0])
+    except (OSError, ValueError):
+        return {}
+    return seconds
+
+
+def slowest_files_first(items, seconds):
+    """``items`` reordered by whole files, slowest first (stable: ties and the tests inside a file keep their order)."""
+    files = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+
+    def cost(path):
+        if path in seconds:
+            return seconds[path]
+        return 1.0 if path.startswith("tests/unit/") else UNLISTED_SECONDS
+
+    order = sorted(files, key=lambda path: -cost(path))  # sorted() is stable
+    return [item for path in order for item in files[path]]
 
 
 def _worker(report):
@@ -96,6 +136,14 @@ class Durations:
 
 
 def pytest_configure(config):
-    # Only the process that sees every report writes: the xdist controller, or pytest itself without xdist.
     if getattr(config, "workerinput", None) is None:
+        # Only the process that sees every report writes: the xdist controller, or pytest itself without xdist.
         config.pluginmanager.register(Durations(config), "penguinmails-durations")
+        # xdist's controller hands out whole files in the workers' collection order (below), not by test count.
+        config.option.loadscopereorder = False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    if getattr(config, "workerinput", None) is not None:  # an xdist worker: every worker orders alike
+        items[:] = slowest_files_first(items, file_seconds())
