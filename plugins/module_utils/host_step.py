@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The host step of the SSH key lifecycle for every tenant of one host (controller side).
 
-docs/ssh-key-lifecycle.md; DESIGN.md "Fleet operations cost per host". For each tenant of the host:
+docs/ssh-key-lifecycle.md ("What a run does on the host"). For each tenant of the host:
 
 1. read from Vault what the host must hold (current key, the fallback while the current admin key is
    unconfirmed, grace keys with their own expiry; the KV version is the serial) and, in certificate mode,

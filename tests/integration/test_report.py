@@ -130,11 +130,15 @@ def test_report_files_order_statuses_and_no_secrets(openbao, tmp_path):
     assert by_tenant[(names["bare"], "admin")][5] == "missing"
     fresh_admin = by_tenant[(names["fresh"], "admin")]
     assert fresh_admin[5] == "active" and fresh_admin[6] == "3 d" and fresh_admin[7] == days_ago(3)
-    assert fresh_admin[8] == days_ago(3 - 90) and fresh_admin[9] == "87 d"
+    # the planned rotation is spread per tenant: the period less the tenant's offset (never later than 90 days)
+    offset = keypair_store.due_offset_days(names["fresh"], "admin", 90)
+    assert fresh_admin[8] == days_ago(3 - 90 + offset) and fresh_admin[9] == "%d d" % (87 - offset)
     assert fresh_admin[11] == "yes" and fresh_admin[12] == "dkim"
     assert by_tenant[(names["fresh"], "tenant")][10].startswith("yes, ")
     assert by_tenant[(names["bare"], "admin")][11] == "**no**" and by_tenant[(names["bare"], "admin")][12] == "**no**"
-    assert "admin key rotation overdue by 10 day(s)" in md and "admin key rotation due in 5 day(s)" in md
+    soon_days = 5 - keypair_store.due_offset_days(names["soon"], "admin", 90)
+    soon_issue = "admin key rotation due in %d day(s)" % soon_days if soon_days > 0 else "admin key rotation due now"
+    assert "admin key rotation overdue by 10 day(s)" in md and soon_issue in md
 
     html = outputs["html"]
     assert re.findall(r'<tr class="(\w+)" data-tenant="([^"]+)">\s*<td rowspan', html) == [
