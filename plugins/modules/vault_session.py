@@ -17,9 +17,10 @@ description:
   - Runs on the controller (an action plugin).
   - O(state=present) logs in to Vault once (AppRole or JWT, the Vault options below) and keeps the token as the fact
     C(penguinmails_vault_session) of the host the task runs on (C(localhost) in the collection's playbooks).
-    The collection's action plugins (M(penguinmails.vps.ssh_host_keys), M(penguinmails.vps.ssh_agent)) then use it instead of logging in again, and so do its modules through the plays'
-    C(module_defaults) and the filter P(penguinmails.vps.vault_session_token#filter). A run of a fleet playbook thus
-    logs in once, not once per task or per host.
+  - The collection's action plugins (M(penguinmails.vps.ssh_host_keys), M(penguinmails.vps.ssh_agent)) then use it
+    instead of logging in again, and so do its modules through the plays' C(module_defaults) and the filter
+    P(penguinmails.vps.vault_session_token#filter). A run of a fleet playbook thus logs in once, not once per task or
+    per host.
   - A session that is still valid for more than two minutes is kept; one closer to its end is replaced by a new login,
     and a token that ends during the run is never handed out (the caller logs in itself instead).
   - O(state=absent) revokes the session's token (C(auth/token/revoke-self)). A run that is killed leaves the token to
