@@ -124,6 +124,7 @@ bench: setup
 	$(BIN)/python bench/authorized_keys.py
 	$(BIN)/python bench/rotate_all.py
 	$(BIN)/python bench/rotate_all_scale.py
+	$(BIN)/python bench/host_step_cost.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/mail_copy.py
 
