@@ -21,6 +21,9 @@ description:
   - With O(generate_missing=true), when O(selector) is not stored yet, generates an RSA key (PKCS#8 PEM, as Mailu
     writes it) and stores it with check-and-set C(cas=0), so that two concurrent runs cannot both create it; the
     loser uses the winner's key.
+  - A selector whose key was exposed (a compromised VPS held it) is marked revoked in Vault (C(revoked_at), a new
+    version of the same key, see O(revoke_others)). Revoked keys stay in Vault's history but are left out of the
+    default listing (O(which=active)), so no later run installs or publishes them again.
 extends_documentation_fragment:
   - penguinmails.vps.vault
   - penguinmails.vps.attributes
@@ -45,9 +48,22 @@ options:
     default: dkim
   selectors:
     description:
-      - Only these selectors, which must all exist (or be generated). Default is every selector stored for the domain.
+      - Only these selectors, which must all exist (or be generated), revoked or not. Default is every selector stored
+        for the domain that O(which) selects.
     type: list
     elements: str
+  which:
+    description:
+      - Without O(selectors), which stored selectors to list. V(active) leaves out the revoked (exposed) keys.
+    type: str
+    choices: [active, revoked, all]
+    default: active
+  revoke_others:
+    description:
+      - Mark every stored selector other than O(selector) revoked (its key was exposed). Check-and-set on the
+        version read; a selector already revoked is left as it is.
+    type: bool
+    default: false
   generate_missing:
     description:
       - Generate and store O(selector) if it is missing.
@@ -100,11 +116,19 @@ selectors:
     exists:
       description: Whether the key is stored in Vault now (false only in check mode for a key to generate).
       type: bool
+    revoked:
+      description: Whether the key is marked revoked (exposed) in Vault.
+      type: bool
   sample:
     - {selector: dkim, dns_name: dkim._domainkey.example.com, txt: "v=DKIM1; k=rsa; p=MIIBIjANBg...", generated: false,
-       exists: true}
+       exists: true, revoked: false}
 generated:
   description: The selectors this run generated (or would generate in check mode).
+  returned: always
+  type: list
+  elements: str
+revoked:
+  description: The selectors this run marked revoked (or would mark in check mode).
   returned: always
   type: list
   elements: str
@@ -161,12 +185,30 @@ def txt_value(private_pem, where):
     return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
 
 
+def _utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _revoke(client, where, secret, check_mode):
+    """Mark one stored key revoked (check-and-set on the version read); False when another run changed it first."""
+    if check_mode:
+        return True
+    data = dict(secret.data, revoked_at=_utc_now())
+    try:
+        client.write(where[0], where[1], data, cas=secret.version)
+    except VaultCASConflict:
+        return False
+    return True
+
+
 def main():
     module = vault_module(
         dict(
             domain=dict(type="str", required=True),
             selector=dict(type="str", default="dkim"),
             selectors=dict(type="list", elements="str"),
+            which=dict(type="str", default="active", choices=["active", "revoked", "all"]),
+            revoke_others=dict(type="bool", default=False),
             generate_missing=dict(type="bool", default=False),
             key_size=dict(type="int", default=2048, choices=[1024, 2048, 3072, 4096]),
             mount=dict(type="str", default="dkim"),
@@ -187,35 +229,44 @@ def main():
             generated.append(selector)
             if not module.check_mode:
                 private, public = generate_key(p["key_size"])
-                created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
                 try:
                     client.write(mount, dkim_key_path(domain, selector, mount)[1],
-                                 {"private_key": private, "public_key": public,
-                                  "created_at": created.replace("+00:00", "Z")}, cas=0)
+                                 {"private_key": private, "public_key": public, "created_at": _utc_now()}, cas=0)
                 except VaultCASConflict:
                     generated.remove(selector)  # another run stored it first: use that key
                 stored.append(selector)
-        names = wanted or sorted(set(stored) | set(generated))
+        secrets = dict((name, client.read(*dkim_key_path(domain, name, mount))) for name in stored if name not in generated
+                       or not module.check_mode)
+        revoked = []
+        if p["revoke_others"]:
+            for name in sorted(secrets):
+                if name != selector and not secrets[name].data.get("revoked_at"):
+                    if _revoke(client, dkim_key_path(domain, name, mount), secrets[name], module.check_mode):
+                        revoked.append(name)
+                    secrets[name] = client.read(*dkim_key_path(domain, name, mount))
+        is_revoked = dict((name, bool(secret.data.get("revoked_at")) or name in revoked) for name, secret in secrets.items())
+        listed = sorted(set(stored) | set(generated))
+        if p["which"] != "all":
+            listed = [name for name in listed if is_revoked.get(name, False) == (p["which"] == "revoked")]
+        names = wanted or listed
         missing = [s for s in names if s not in stored and s not in generated]
         if missing:
             module.fail_json(msg="no DKIM key in Vault at %s for selector(s) %s; set generate_missing (dkim_generate_missing)"
                                  " to create %s" % ("%s/%s" % (mount, domain_path), ", ".join(missing), selector))
-        if not names:
+        if not names and p["which"] == "active":
             module.fail_json(msg="no DKIM key stored under %s/%s; set generate_missing (dkim_generate_missing) to "
                                  "create selector %s" % (mount, domain_path, selector))
         entries = []
         for name in sorted(names):
-            exists = name in stored
             txt = ""
-            if exists:
+            if name in secrets:
                 where = "%s/%s" % dkim_key_path(domain, name, mount)
-                secret = client.read(*dkim_key_path(domain, name, mount))
-                txt = txt_value(secret.field("private_key"), where)
+                txt = txt_value(secrets[name].field("private_key"), where)
             entries.append(dict(selector=name, dns_name="%s._domainkey.%s" % (name, domain), txt=txt,
-                                generated=name in generated, exists=exists))
+                                generated=name in generated, exists=name in secrets, revoked=is_revoked.get(name, False)))
     except (ValidationError, VaultError) as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=bool(generated), selectors=entries, generated=generated)
+    module.exit_json(changed=bool(generated or revoked), selectors=entries, generated=generated, revoked=revoked)
 
 
 if __name__ == "__main__":

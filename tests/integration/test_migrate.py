@@ -116,10 +116,14 @@ def notices(lab, lab_host, tenant):
     return found
 
 
-def assert_migrated(lab, tenant, workdir, destroyed=True):
-    """Every promise of a completed migration; returns (the new instance, its lab host)."""
+def assert_migrated(lab, tenant, workdir, destroyed=None):
+    """Every promise of a completed migration; returns (the new instance, its lab host).
+
+    The old VPS is destroyed by default only after a compromise (the specification); otherwise it is kept, wiped."""
     tid, old = tenant.tenant_id, tenant["old_vps"]
     record = seed.read_record(lab, tid)
+    if destroyed is None:
+        destroyed = record.get("migration_reason") == "compromise"
     new_name = record["vps_name"]
     found = seed.instances_named(lab, new_name)
     assert len(found) == 1, found
@@ -163,12 +167,21 @@ def assert_migrated(lab, tenant, workdir, destroyed=True):
         assert seed.instances_named(lab, old["name"]) == []
         assert old["lab_host"] not in [host["name"] for host in lab.hosts()]
         assert lab["network"]["netns_prefix"] + old["lab_host"] not in seed.netns_names()  # this lab's name only
+    else:
+        assert len(seed.instances_named(lab, old["name"])) == 1
     record_last = record["last_migration"]
     assert record["vps_id"] == str(new["serviceid"]) and record["vps_ip"] == new_ip
     assert record["previous_vps_ip"] == old["ip"] and record["previous_vps_name"] == old["name"]
     assert "migration" not in record and record_last["step"] == "old_vps_destroyed"
     assert set(record_last["steps"]) >= set(STEPS) - {"secrets_rotated"}
     return new, new_host
+
+
+def store_dkim_selector(client, domain, selector):
+    """Store (and publish nowhere yet) a second DKIM key of the domain, as rotate_dkim does mid-rotation; its PEM."""
+    pem = lab_mail.generate_dkim_key(None).decode()
+    client.write("dkim", "%s/%s" % (domain, selector), {"private_key": pem, "created_at": "2026-12-01T00:00:00Z"})
+    return pem
 
 
 def kill_at(proc, marker):
@@ -214,6 +227,8 @@ def test_upgrade_moves_everything_once_even_with_two_runs_started_together(lab, 
     tenant = tenant_of()
     client = seed.vault(lab)
     before = {role: client.read("vps", "%s/%s_ssh" % (tenant.tenant_id, role)).data["public_key"] for role in ("admin", "tenant")}
+    # Mid-way through a DKIM rotation: a second selector is stored (and published) beside the one Mailu signs with.
+    second_pem = store_dkim_selector(client, tenant["domain"], "d2")
     audit_file = os.path.join(workdir, "audit.jsonl")
     runs = [seed.run_migrate(lab, tenant, os.path.join(workdir, "run%d" % n), reason="upgrade", audit_file=audit_file,
                              popen="pipe") for n in (1, 2)]
@@ -224,6 +239,10 @@ def test_upgrade_moves_everything_once_even_with_two_runs_started_together(lab, 
     assert "a migration run of %s is in progress" % tenant.tenant_id in refused
 
     new, new_host = assert_migrated(lab, tenant, workdir)
+    # Every stored selector migrated, byte for byte, and is published: not only the one Mailu signs with.
+    with open(host_fs(lab, new_host, "/mailu/dkim/%s.d2.key" % tenant["domain"])) as handle:
+        assert handle.read() == second_pem
+    assert seed.dns_query(lab, "d2._domainkey.%s." % tenant["domain"], "TXT")
     # Nothing was rotated for an upgrade: the same keys and password, now on the new VPS.
     for role in ("admin", "tenant"):
         assert client.read("vps", "%s/%s_ssh" % (tenant.tenant_id, role)).data["public_key"] == before[role]
@@ -233,7 +252,7 @@ def test_upgrade_moves_everything_once_even_with_two_runs_started_together(lab, 
     assert actions(events, tenant, "vps_migration_failed") == []  # the refused run held nothing, changed nothing
     assert actions(events, tenant, "vps_migration_refused") == [("vps_migration_refused", "failure", "warning")]
     completed = [e for e in events if e["action"] == "vps_migration_completed"][0]["details"]
-    assert completed["oldVpsWiped"] is True and completed["oldVpsDestroyed"] is True and completed["rotated"] == []
+    assert completed["oldVpsWiped"] is True and completed["oldVpsDestroyed"] is False and completed["rotated"] == []
     assert [e["action"] for e in events if e["action"].startswith("provider_ssh_key")] == ["provider_ssh_key_added",
                                                                                            "provider_ssh_key_removed"]
     # The tenant was told, once, that its credentials did not change.
@@ -268,6 +287,7 @@ def test_compromise_rotates_every_exposed_secret_before_the_new_vps_gets_anythin
     old_env = open(host_fs(lab, old["lab_host"], "/mailu/mailu.env")).read()
     old_secret_key = [line for line in old_env.splitlines() if line.startswith("SECRET_KEY=")][0]
     old_dkim_pem = client.read("dkim", "%s/dkim" % domain).data["private_key"]
+    store_dkim_selector(client, domain, "d2")  # a second selector the old VPS held: exposed too
     audit_file = os.path.join(workdir, "audit.jsonl")
     proc = seed.run_migrate(lab, tenant, workdir, reason="compromise", audit_file=audit_file,
                             extra_vars={"migrate_destroy_old": False})
@@ -285,6 +305,10 @@ def test_compromise_rotates_every_exposed_secret_before_the_new_vps_gets_anythin
     assert old_secret_key not in new_env and "SECRET_KEY=%s" % smtp["secret_key"] in new_env
     assert record["dkim_selector"] != "dkim"
     assert not os.path.exists(host_fs(lab, new_host, "/mailu/dkim/%s.dkim.key" % domain))  # the exposed key stays off
+    assert not os.path.exists(host_fs(lab, new_host, "/mailu/dkim/%s.d2.key" % domain))
+    for exposed in ("dkim", "d2"):  # marked revoked in Vault (never installed again) and revoked in DNS
+        assert client.read("dkim", "%s/%s" % (domain, exposed)).data["revoked_at"]
+        assert seed.dns_query(lab, "%s._domainkey.%s." % (exposed, domain), "TXT") == ["v=DKIM1; k=rsa; p="]
     assert old_dkim_pem.splitlines()[1] not in open(host_fs(lab, new_host, "/mailu/dkim/%s.%s.key" % (domain, record["dkim_selector"]))).read()
     for role, user in (("admin", "root"), ("tenant", tenant_account(tid))):
         now = client.read("vps", "%s/%s_ssh" % (tid, role)).data

@@ -124,8 +124,9 @@ def test_upgrade_moves_every_message_with_flags_uids_and_the_mail_sent_during_th
         assert after_uids[folder][0] == validity
         assert {mid: after_uids[folder][1][mid] for mid in uids} == uids
     assert set(during) <= set(after["INBOX"])  # the mail that reached the old VPS during the move
-    # The old VPS is gone, and its mail with it only after the final delta.
-    assert seed.instances_named(lab, old["name"]) == []
+    # The old VPS is kept (an upgrade), but wiped, and only after the final delta.
+    assert len(seed.instances_named(lab, old["name"])) == 1
+    assert os.listdir(os.path.join(lab.state_dir, "hosts", old["lab_host"], "fs", "mailu")) == []
     copied = events_of(audit_file, tenant, "mail_copied")
     assert [(e["details"]["source"], e["details"]["messages"]) for e in copied] == [("old_vps", 9)]
     delta = events_of(audit_file, tenant, "mail_delta_copied")
@@ -214,7 +215,7 @@ def test_a_failed_final_delta_keeps_the_old_vps_until_the_loss_is_accepted(lab, 
     accepted = seed.run_migrate(lab, tenant, os.path.join(workdir, "accept"), reason="upgrade", audit_file=audit_file,
                                 extra_vars={"migrate_accept_mail_loss": "true"})
     assert accepted.returncode == 0, (accepted.stdout + accepted.stderr)[-4000:]
-    assert seed.instances_named(lab, old["name"]) == []
+    assert len(seed.instances_named(lab, old["name"])) == 1  # an upgrade keeps the old VPS; unreachable, it was not wiped
     assert [e["severity"] for e in events_of(audit_file, tenant, "mail_loss_accepted")] == ["critical"]
     (completed,) = events_of(audit_file, tenant, "vps_migration_completed")
     assert completed["details"]["mailLossAccepted"] is True
