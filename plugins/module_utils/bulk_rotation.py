@@ -153,7 +153,7 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
         pair = ssh_keys.KeyPair(key_type_, private_key, public_key, fingerprint)
         record = keypair_store.record_rotated(data, pair, clock(), rotation_days, grace_hours, role=store.role)
         try:
-            return client.write(store.mount, store.path, record, cas=version), record
+            written = client.write(store.mount, store.path, record, cas=version)
         except VaultCASConflict:
             current, current_version = store.read()
             if current is not None and current.get("fingerprint") == fingerprint:
@@ -161,6 +161,8 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
             if current is not None and current.get("fingerprint") not in (None, data.get("fingerprint")):
                 return None, current  # another run rotated it: its key stands
             raise
+        store.publish(record, written)
+        return written, record
 
     def own_type(data):
         return data.get("key_type") if data.get("key_type") in ssh_keys.KEY_TYPES else "rsa"

@@ -40,7 +40,7 @@ import datetime
 import hashlib
 import re
 
-from ansible_collections.penguinmails.vps.plugins.module_utils import ssh_keys
+from ansible_collections.penguinmails.vps.plugins.module_utils import key_metadata, ssh_keys
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import (
     ValidationError,
     check_tenant_unique,
@@ -55,7 +55,7 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.timeutil import (
     parse_time,
     utcnow,
 )
-from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import VaultCASConflict, VaultNotFound
+from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import VaultCASConflict, VaultError, VaultNotFound
 
 STATES = ("present", "rotated", "revoked", "absent", "regenerated", "confirmed")
 ACTIVE = "active"
@@ -558,7 +558,24 @@ class KeypairStore(object):
                 self.discarded.append(secret)
             plan.action, plan.after, plan.version, plan.cas = "none", data, version, None
             plan.message = race_message(self.tenant_id, self.role, data.get("fingerprint"))
+        self.publish(plan.after, plan.version, with_address=plan.action in ("created", "regenerated"))
         return plan.version
+
+    def publish(self, data, version, with_address=False):
+        """Publish the public fields of the tenant key in its custom metadata (module_utils.key_metadata).
+
+        ``with_address`` also publishes the VPS address of the tenant record (a new key: the record
+        publishes its later changes itself). Never fails: a view left behind is reported by its reader.
+        """
+        if self.role != key_metadata.PUBLISHED_ROLE:
+            return None
+        vps_ip = None
+        if with_address:
+            try:
+                vps_ip = self.vps_ip()
+            except VaultError:
+                vps_ip = None
+        return key_metadata.publish_key(self.client, self.vps_mount, self.tenant_id, self.role, data, version, vps_ip=vps_ip)
 
     def next_rotation(self, data, rotation_days=None):
         """The planned due moment of ``data`` (this store's key), see :func:`next_rotation`."""
@@ -588,6 +605,7 @@ class KeypairStore(object):
         """
         record = record_downloaded(data, self.clock())
         new_version = self.client.write(self.mount, self.path, record, cas=version)
+        self.publish(record, new_version)
         return record, new_version
 
     def vps_ip(self):

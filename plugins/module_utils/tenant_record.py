@@ -32,7 +32,7 @@ import copy
 import datetime
 import re
 
-from ansible_collections.penguinmails.vps.plugins.module_utils import timeutil
+from ansible_collections.penguinmails.vps.plugins.module_utils import key_metadata, timeutil
 from ansible_collections.penguinmails.vps.plugins.module_utils.timeutil import format_time
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import (
     ValidationError,
@@ -447,6 +447,13 @@ class RecordStore(object):
         return plan(self.tenant_id, state, before, version, self.clock(), request)
 
     def commit(self, planned):
-        """Write ``planned.after`` with check-and-set on the version read; returns the new version."""
+        """Write ``planned.after`` with check-and-set on the version read; returns the new version.
+
+        A changed ``vps_ip`` is published beside the tenant key for the tenant's credentials view
+        (module_utils.key_metadata; never fails the write).
+        """
         planned.version = self.client.write(self.mount, self.path, planned.after, cas=planned.version)
+        before_ip, after_ip = (planned.before or {}).get("vps_ip"), (planned.after or {}).get("vps_ip")
+        if after_ip != before_ip:
+            key_metadata.publish_vps_ip(self.client, self.mount, self.tenant_id, after_ip)
         return planned.version

@@ -168,6 +168,9 @@ LOCALHOST_CASES = """
     - {penguinmails.vps.tenant_record_info: {tenant_id: "@tid@"}, register: r_tenant_record_info__found}
     - {penguinmails.vps.tenant_record_info: {tenant_id: "@other@"}, register: r_tenant_record_info__missing}
     - {penguinmails.vps.tenant_secrets_info: {tenant_ids: ["@tid@", "@new@"]}, register: r_tenant_secrets_info__some}
+    # tenant_credentials_info: a key published by its writers; the seeded tenant (its record's address, a custom port)
+    - {penguinmails.vps.tenant_credentials_info: {tenant_id: "@new@"}, register: r_tenant_credentials_info__published}
+    - {penguinmails.vps.tenant_credentials_info: {tenant_id: "@tid@", ssh_port: 2222}, register: r_tenant_credentials_info__seeded}
     - {penguinmails.vps.tenant_secrets_info: {}, register: r_tenant_secrets_info__every}
     - {penguinmails.vps.vault_health_info: {}, register: r_vault_health_info__node}
     - {penguinmails.vps.vault_session: {}, register: r_vault_session__token_auth}
