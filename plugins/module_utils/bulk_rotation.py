@@ -27,7 +27,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys
+from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys, tenant_download
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import (
     ValidationError,
     validate_role,
@@ -95,7 +95,7 @@ def _pool(workers):
 
 
 def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_type=None, bits=None, rotation_days=90,
-                grace_hours=24, force=False, workers=None, check_mode=False, clock=None):
+                grace_hours=24, force=False, workers=None, check_mode=False, clock=None, tenant_download_offer=False):
     """Rotate every due key of ``tenants`` x ``roles``.
 
     A key is due at its last rotation + ``rotation_days`` - its tenant's offset (see
@@ -107,12 +107,16 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
     one-line ``message``), ``failures`` (list of {tenant_id, role, error}), ``timings``. A failure of
     one tenant never stops the others. ``key_type`` None keeps each key's own type. (Not ``failed``:
     Ansible reserves that key.)
+
+    With ``tenant_download_offer``, each rotated tenant key is offered to its tenant for a self-service download
+    (:func:`tenant_download.make_offer`); its ``rotated`` entry then has ``download_offer_expires_at``, and an offer
+    that could not be made is listed in ``download_offer_errors`` (one line each; the rotation stands).
     """
     roles = [validate_role(role) for role in roles]
     stores = [keypair_store.KeypairStore(client, tenant, role, mount=mount) for tenant in tenants for role in roles]
     clock = clock or keypair_store.utcnow
     workers = max(1, int(workers or os.cpu_count() or 1))
-    result = {"rotated": [], "skipped": [], "failures": [], "unconfirmed": [], "timings": {}}
+    result = {"rotated": [], "skipped": [], "failures": [], "unconfirmed": [], "timings": {}, "download_offer_errors": []}
     started = time.monotonic()
 
     def fail(store, error):
@@ -162,6 +166,13 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
                 return None, current  # another run rotated it: its key stands
             raise
         store.publish(record, written)
+        if tenant_download_offer and store.role == "tenant":
+            try:
+                offer = tenant_download.make_offer(client, store.tenant_id, record, written,
+                                                   tenant_download.offer_hours(grace_hours), mount=store.vps_mount)
+                record = dict(record, download_offer_expires_at=offer["expires_at"])
+            except VaultError as exc:
+                result["download_offer_errors"].append("%s: no self-service download offered (%s)" % (store.tenant_id, exc))
         return written, record
 
     def own_type(data):
@@ -191,8 +202,11 @@ def rotate_many(client, tenants, roles=("admin", "tenant"), mount="vps", key_typ
                                               "fingerprint": standing,
                                               "message": keypair_store.race_message(store.tenant_id, store.role, standing)})
                     continue
-                result["rotated"].append({"tenant_id": store.tenant_id, "role": store.role, "fingerprint": record["fingerprint"],
-                                          "version": version, "next_rotation": store.next_rotation(record, rotation_days)})
+                entry = {"tenant_id": store.tenant_id, "role": store.role, "fingerprint": record["fingerprint"],
+                         "version": version, "next_rotation": store.next_rotation(record, rotation_days)}
+                if record.get("download_offer_expires_at"):
+                    entry["download_offer_expires_at"] = record["download_offer_expires_at"]
+                result["rotated"].append(entry)
     finally:
         pool.close()
         pool.join()

@@ -91,6 +91,15 @@ options:
       - The KV v2 mount of the SSH keys.
     type: str
     default: vps
+  tenant_download:
+    description:
+      - Offer each rotated tenant key to its tenant for a self-service download, once (a single-use Vault wrapping
+        token of the new version, valid for O(grace_hours) and at least 24 hours, kept at
+        C(<mount>/<tenant>/tenant_ssh_download); see M(penguinmails.vps.vault_tenant_key_download)).
+      - An offer that cannot be made is a warning; the rotation stands.
+    type: bool
+    default: true
+    version_added: 0.2.0
 extends_documentation_fragment:
   - penguinmails.vps.vault
   - penguinmails.vps.attributes
@@ -133,7 +142,9 @@ rotated:
   returned: always
   type: list
   elements: dict
-  sample: [{"tenant_id": "t1", "role": "admin", "fingerprint": "SHA256:...", "version": 4, "next_rotation": "2027-02-14T12:00:00Z"}]
+  sample: [{"tenant_id": "t1", "role": "admin", "fingerprint": "SHA256:...", "version": 4, "next_rotation": "2027-02-14T12:00:00Z"},
+           {"tenant_id": "t1", "role": "tenant", "fingerprint": "SHA256:...", "version": 3, "next_rotation": "2027-02-14T12:00:00Z",
+            "download_offer_expires_at": "2026-11-24T12:00:00Z"}]
 rotated_count:
   description: How many keys were rotated.
   returned: always
@@ -223,6 +234,7 @@ def main():
             bits=dict(type="int", default=4096),
             workers=dict(type="int"),
             mount=dict(type="str", default="vps"),
+            tenant_download=dict(type="bool", default=True),
         )
     )
     if not ssh_keys.HAS_CRYPTOGRAPHY:
@@ -242,10 +254,12 @@ def main():
         result = bulk_rotation.rotate_many(
             client, tenants, roles=p["roles"], mount=p["mount"], key_type=p["key_type"], bits=p["bits"],
             rotation_days=p["rotation_days"], grace_hours=p["grace_hours"], force=p["force"], workers=p["workers"],
-            check_mode=module.check_mode,
+            check_mode=module.check_mode, tenant_download_offer=p["tenant_download"],
         )
     except (ValidationError, VaultError) as exc:
         module.fail_json(msg=str(exc))
+    for error in result.pop("download_offer_errors", []):
+        module.warn(error)
     result["failures"] = sorted(record_failures + result["failures"], key=lambda item: (item["tenant_id"], item["role"]))
     result.update(
         tenants_considered=len(tenants),

@@ -25,6 +25,9 @@ description:
   - Before the key is delivered, C(downloaded_at) is set with a check-and-set write on the version
     that was read, so two concurrent downloads cannot both succeed. Later downloads are refused until
     the key is regenerated (M(penguinmails.vps.vault_ssh_keypair) with C(state=regenerated)) or rotated.
+  - A tenant key offered to the tenant for its self-service download (M(penguinmails.vps.vault_tenant_key_download))
+    is withdrawn first (its single-use token is used up here); a key the tenant already took itself, or whose token
+    someone else used, is refused (regenerate it).
   - Revoked keys are never handed out. The admin key (root on the tenant's VPS) is refused unless
     O(allow_admin_key=true); the playbook penguinmails.vps.download_key audits such a download as critical.
   - Returns the connection instructions C(ssh -i <file> <account>@<ip> -p <port>), with the fingerprint,
@@ -228,7 +231,7 @@ import os
 import re
 
 
-from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys
+from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys, tenant_download
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError, tenant_account
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
     VaultError,
@@ -321,11 +324,14 @@ def main():
         result = dict(changed=True, fingerprint=data.get("fingerprint"), ssh_user=user, host=host, port=p["port"],
                       instructions=instructions(user, host, key_file, p["port"]), downloaded_at=None, version=version,
                       last_rotated=data.get("last_rotated") or data.get("created_at"), next_rotation=next_rotation(data))
+        if store.role == "tenant":
+            # A waiting self-service offer of this key is used up first: the key goes out once, whoever takes it.
+            tenant_download.withdraw(client, store.tenant_id, data, mount=p["mount"], check_mode=module.check_mode)
         if module.check_mode:
             module.exit_json(**result)
         record, result["version"] = store.claim_download(data, version)
         result["downloaded_at"] = record["downloaded_at"]
-    except (ValidationError, VaultError, keypair_store.KeypairError) as exc:
+    except (ValidationError, VaultError, keypair_store.KeypairError, tenant_download.DownloadError) as exc:
         module.fail_json(msg=str(exc))
     try:
         result.update(deliver(client, store, data, result["version"], p, ttl))

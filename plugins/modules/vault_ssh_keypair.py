@@ -116,6 +116,16 @@ options:
         in any output. Write it to disk only with mode 0600.
     type: bool
     default: false
+  tenant_download:
+    description:
+      - When the tenant key is created, rotated or regenerated, offer it to the tenant for a self-service download,
+        once - a single-use Vault wrapping token of exactly the new version, valid for O(grace_hours) and at least
+        24 hours, kept at C(<mount>/<tenant_id>/tenant_ssh_download), which only that tenant's own login may read.
+        The tenant takes it with M(penguinmails.vps.vault_tenant_key_download). See RV(download_offer_expires_at).
+      - An offer that cannot be made is a warning; the key change stands. No effect on the admin key.
+    type: bool
+    default: true
+    version_added: 0.2.0
 extends_documentation_fragment:
   - penguinmails.vps.vault
   - penguinmails.vps.attributes
@@ -133,6 +143,7 @@ notes:
     the role penguinmails.vps.vault_setup does not grant.
 seealso:
   - module: penguinmails.vps.vault_ssh_key_download
+  - module: penguinmails.vps.vault_tenant_key_download
   - module: penguinmails.vps.authorized_key_rotate
 """
 
@@ -265,6 +276,13 @@ version:
   description: The KV version of the secret after the run (none after a deletion or in check mode).
   returned: always
   type: int
+download_offer_expires_at:
+  description:
+    - Until when the tenant can take the key it was offered for a self-service download (ISO 8601, UTC).
+  returned: when O(tenant_download) offered a tenant key that was created, rotated or regenerated (not in check mode)
+  type: str
+  sample: "2026-11-24T12:00:00Z"
+  version_added: 0.2.0
 path:
   description: The secret's path, C(<mount>/<tenant_id>/<role>_ssh).
   returned: always
@@ -285,7 +303,7 @@ private_key:
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys
+from ansible_collections.penguinmails.vps.plugins.module_utils import keypair_store, ssh_keys, tenant_download
 from ansible_collections.penguinmails.vps.plugins.module_utils.validators import ValidationError
 from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client import (
     VaultError,
@@ -370,6 +388,7 @@ def main():
             grace_hours=dict(type="int", default=24),
             mount=dict(type="str", default="vps"),
             return_private_key=dict(type="bool", default=False),
+            tenant_download=dict(type="bool", default=True),
         )
     )
     if not ssh_keys.HAS_CRYPTOGRAPHY:
@@ -391,7 +410,17 @@ def main():
             plan.version = None
     except (ValidationError, VaultError, ssh_keys.SSHKeyError, keypair_store.KeypairError) as exc:
         module.fail_json(msg=str(exc))
+    offer = None
+    if (p["tenant_download"] and p["role"] == "tenant" and not module.check_mode and plan.version
+            and plan.action in ("created", "rotated", "regenerated")):
+        try:
+            offer = tenant_download.make_offer(client, store.tenant_id, plan.after, plan.version,
+                                               tenant_download.offer_hours(p["grace_hours"]), mount=p["mount"])
+        except VaultError as exc:
+            module.warn("%s: no self-service download offered (%s); the operator's download_key still works" % (store.where, exc))
     result = result_of(plan, store, p["return_private_key"] and not module.check_mode, module.check_mode)
+    if offer:
+        result["download_offer_expires_at"] = offer["expires_at"]
     if module._diff:
         result["diff"] = diff_of(plan)
     module.exit_json(**result)

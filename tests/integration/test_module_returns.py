@@ -164,6 +164,18 @@ LOCALHOST_CASES = """
     - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: tenant, state: regenerated}}
     - {penguinmails.vps.vault_ssh_key_download: {tenant_id: "@new@", output: file, dest: "@dest@/key"}, register: r_vault_ssh_key_download__file}
 
+    # --- vault_tenant_key_download: the offer of a regenerated key (here with the lab's token), check mode, taken,
+    #     a second attempt refused, a refused login
+    - {penguinmails.vps.vault_ssh_keypair: {tenant_id: "@new@", role: tenant, state: regenerated}}
+    - {penguinmails.vps.vault_tenant_key_download: {tenant_id: "@new@", dest: "@dest@/self.key"}, check_mode: true,
+       register: r_vault_tenant_key_download__check}
+    - {penguinmails.vps.vault_tenant_key_download: {tenant_id: "@new@", dest: "@dest@/self.key", host: 192.0.2.10},
+       register: r_vault_tenant_key_download__taken}
+    - {penguinmails.vps.vault_tenant_key_download: {tenant_id: "@new@", dest: "@dest@/self-again.key"}, ignore_errors: true,
+       register: r_vault_tenant_key_download__again}
+    - {penguinmails.vps.vault_tenant_key_download: {tenant_id: "@new@", dest: "@dest@/self-login.key", password: "not-the-password-0",
+       userpass_mount: "@auth_mount@"}, ignore_errors: true, register: r_vault_tenant_key_download__login_refused}
+
     # --- tenant records and secrets
     - {penguinmails.vps.tenant_record_info: {tenant_id: "@tid@"}, register: r_tenant_record_info__found}
     - {penguinmails.vps.tenant_record_info: {tenant_id: "@other@"}, register: r_tenant_record_info__missing}

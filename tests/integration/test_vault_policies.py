@@ -75,7 +75,10 @@ def test_mounts_policies_and_auth(configured):
     assert status(server, "POST", "/v1/vps/data/x1/record", server.token, {"data": {"a": "b"}, "options": {"cas": 0}}) == 200
     tenant_policy = server.api("GET", "/v1/sys/policies/acl/tenant")["data"]["policy"]
     assert "vps/metadata/{{identity.entity.metadata.tenant_id}}/tenant_ssh" in tenant_policy
-    assert "/data/" not in tenant_policy.split("# ")[-1]  # no secret data path at all
+    # One data path only: the tenant's own download offer (read, update); its key itself is denied.
+    data_paths = re.findall(r'path "([^"]*/data/[^"]*)" \{\s*capabilities = (\[[^\]]*\])', tenant_policy)
+    assert data_paths == [("vps/data/{{identity.entity.metadata.tenant_id}}/tenant_ssh_download", '["read", "update"]'),
+                          ("vps/data/{{identity.entity.metadata.tenant_id}}/tenant_ssh", '["deny"]')], data_paths
     assert 'path "vps//' not in tenant_policy
     assert "userpass/" in server.api("GET", "/v1/sys/auth")["data"]
 
@@ -88,6 +91,7 @@ def test_isolation_matrix(configured):
                        {"data": {"public_key": "pk-%s-%s" % (tenant, role)}, "options": {"cas": 0}})
         server.api("POST", "/v1/vps/data/%s/record" % tenant, {"data": {"vps_ip": "192.0.2.1"}, "options": {"cas": 0}})
         server.api("POST", "/v1/smtp/data/%s/admin" % tenant, {"data": {"password": "p"}, "options": {"cas": 0}})
+        server.api("POST", "/v1/vps/data/%s/tenant_ssh_download" % tenant, {"data": {"token": "t"}, "options": {"cas": 0}})
     server.api("POST", "/v1/dkim/data/example.com/dkim", {"data": {"private_key": "k"}, "options": {"cas": 0}})
     # An identity without tenant_id metadata (the seed's bug turned this into vps//tenant_ssh).
     server.api("POST", "/v1/auth/userpass/users/nometa", {"password": PASSWORDS["nometa"]})
@@ -113,6 +117,17 @@ def test_isolation_matrix(configured):
         (a, read, "/v1/vps/data/tenantA/admin_ssh", 403),
         (a, read, "/v1/vps/data/tenantB/admin_ssh", 403),
         (a, read, "/v1/vps/data/tenantA/record", 403),
+        # The self-service download offer: its own only, read and marked (update), never created.
+        (a, read, "/v1/vps/data/tenantA/tenant_ssh_download", 200),
+        (a, read, "/v1/vps/data/tenantA/tenant_ssh_download?version=1", 200),
+        (b, read, "/v1/vps/data/tenantB/tenant_ssh_download", 200),
+        (a, read, "/v1/vps/data/tenantB/tenant_ssh_download", 403),
+        (b, read, "/v1/vps/data/tenantA/tenant_ssh_download", 403),
+        (a, "POST", "/v1/vps/data/tenantB/tenant_ssh_download", 403),
+        (a, "POST", "/v1/vps/data/tenantX/tenant_ssh_download", 403),
+        (a, "DELETE", "/v1/vps/data/tenantA/tenant_ssh_download", 403),
+        (nometa, read, "/v1/vps/data//tenant_ssh_download", 403),
+        (a, "POST", "/v1/vps/data/tenantA/tenant_ssh_download", 200),
         (a, "LIST", "/v1/vps/metadata", 403),
         (a, read, "/v1/smtp/data/tenantA/admin", 403),
         (a, read, "/v1/dkim/data/example.com/dkim", 403),
