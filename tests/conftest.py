@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -39,6 +40,8 @@ def pytest_configure(config):
     pytest-xdist's popen-gw<n> per worker left too little room for a test name and a socket name. Like pytest, only
     the newest few run dirs are kept (older ones go once untouched for a day: another session may be using one);
     a passing run removes its own at the end."""
+    config.addinivalue_line("markers", "forged_audit_events: the test writes hand-made (forged, damaged) audit lines "
+                                       "on purpose; they are not checked against the event schema")
     if getattr(config, "workerinput", None) is not None or config.option.basetemp:
         return  # an xdist worker gets its dir from the controller; an explicit --basetemp is the user's choice
     root = tempfile.gettempdir()
@@ -106,3 +109,51 @@ def _no_vault_env(monkeypatch):
     vault_client.clear_client_cache()
     yield
     vault_client.clear_client_cache()
+
+
+def _audit_schema_validator():
+    import jsonschema
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                           "audit-event.schema.json")) as handle:
+        return jsonschema.Draft202012Validator(json.load(handle))
+
+
+def audit_events_in(directory):
+    """(file, line number, event) of every chained audit event written under ``directory`` (the file sink's lines:
+    JSON objects with ``action`` and ``hash_alg``); files a test wrote in the old format on purpose are named
+    ``*legacy*``."""
+    for base, _dirs, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(base, name)
+            if "legacy" in name or os.path.islink(path) or not os.path.isfile(path) or os.path.getsize(path) > 64 << 20:
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    if handle.read(1) != b"{":
+                        continue
+                    handle.seek(0)
+                    lines = handle.read().decode("utf-8", "replace").splitlines()
+            except OSError:
+                continue
+            for number, line in enumerate(lines, 1):
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict) and "action" in event and "hash_alg" in event:
+                    yield path, number, event
+
+
+@pytest.fixture(autouse=True)
+def _audit_events_match_the_schema(request, tmp_path):
+    """Every audit event a test makes (in its tmp_path) validates against the shipped docs/audit-event.schema.json."""
+    yield
+    if request.node.get_closest_marker("forged_audit_events"):
+        return
+    validator = _audit_schema_validator()
+    wrong = []
+    for path, number, event in audit_events_in(str(tmp_path)):
+        for error in validator.iter_errors(event):
+            wrong.append("%s:%d %s: %s" % (os.path.relpath(path, str(tmp_path)), number, event.get("action"), error.message))
+    assert not wrong, "audit events that do not match docs/audit-event.schema.json:\n" + "\n".join(wrong[:20])

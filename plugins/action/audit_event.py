@@ -24,6 +24,7 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.audit import (
     audit_log_from_options,
     build_event,
 )
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit_format import origin_address, user_agent
 
 
 def _default_user(task_vars):
@@ -37,12 +38,18 @@ def _default_user(task_vars):
         return None
 
 
-def _default_ip(task_vars):
+def _host_address(task_vars):
+    """The VPS the task is about (``details.vps_ip``): its ``ansible_host`` when that is an IP address."""
     value = task_vars.get("ansible_host")
     try:
         return str(ipaddress.ip_address(str(value)))
     except ValueError:
         return None
+
+
+def _job_id(task_vars):
+    """The AWX/AAP job this run is, where there is one."""
+    return task_vars.get("awx_job_id") or task_vars.get("tower_job_id") or os.environ.get("JOB_ID")
 
 
 class ActionModule(ActionBase):
@@ -68,7 +75,9 @@ class ActionModule(ActionBase):
                     status=item["status"],
                     tenant_id=item["tenant_id"],
                     user_id=item["user_id"] or _default_user(task_vars),
-                    ip_address=item["ip_address"] or _default_ip(task_vars),
+                    ip_address=item["ip_address"] or origin_address(),
+                    vps_ip=item["vps_ip"] or _host_address(task_vars),
+                    agent=user_agent(_job_id(task_vars)),
                     details=item["details"],
                     severity=item["severity"],
                     no_log_values=item["redact_values"],

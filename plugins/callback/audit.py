@@ -364,6 +364,7 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.audit import (
     build_event,
     normalize_event,
 )
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit_format import origin_address, user_agent
 
 AUDIT_ACTION = "audit_event"
 OPTION_NAMES = (
@@ -491,8 +492,13 @@ class CallbackModule(CallbackBase):
         host = _host_of(result)
         if not event.get("userId"):
             event["userId"] = self.extra.get("awx_user_name") or self.extra.get("tower_user_name") or _login_user()
-        if not event.get("ipAddress") and host is not None:
-            event["ipAddress"] = _host_ip(host)
+        if not event.get("ipAddress"):
+            event["ipAddress"] = origin_address()
+        if host is not None and "vps_ip" not in event["details"] and _host_ip(host):
+            event["details"]["vps_ip"] = _host_ip(host)
+        job = self.extra.get("awx_job_id") or self.extra.get("tower_job_id") or os.environ.get("JOB_ID")
+        if job and "awx-job/" not in (event.get("userAgent") or ""):
+            event["userAgent"] = user_agent(job)
         context = {
             "playbook": self.playbook,
             "play": self.play,

@@ -176,7 +176,7 @@ def verify_lines(lines, chain_key=None, first_prev_hash=GENESIS_HASH, anchors=No
         if damaged:
             details = event.get("details") if isinstance(event.get("details"), dict) else {}
             if (event.get("action") == CHAIN_BREAK_ACTION and event.get("prev_hash") == prev_hash
-                    and details.get("skippedBytes") == region_bytes):
+                    and details.get("skipped_bytes", details.get("skippedBytes")) == region_bytes):  # either format
                 breaks.append("line %d: chain break after line %d: %d bytes skipped (lines %s)" % (
                     number, last_line, region_bytes, _span(damaged)))
             else:

@@ -116,7 +116,7 @@ class FileSink(object):
                 if end > good_end and _has_content(handle, good_end, end):
                     skipped_lines = _count_lines(handle, good_end, end)
                     brk = build_event(CHAIN_BREAK_ACTION, status="failure", details={
-                        "skippedBytes": end - good_end + len(prefix), "skippedLines": skipped_lines, "afterSeq": seq})
+                        "skipped_bytes": end - good_end + len(prefix), "skipped_lines": skipped_lines, "after_seq": seq})
                     written.append(chain(brk, prev_hash, seq + 1, self.chain_key, chain_id))
                     prev_hash, seq = written[-1]["hash"], seq + 1
                 written.append(chain(event, prev_hash, seq + 1, self.chain_key, chain_id))

@@ -42,7 +42,7 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.vault_client impo
 )
 
 ROLES = ("admin", "tenant")
-# What each stage is called in failures and audit events (failedTask), as the playbooks' tasks were.
+# What each stage is called in failures and audit events (failed_task), as the playbooks' tasks were.
 STAGES = {
     "vault": "Read what the host must accept from Vault",
     "install": "Install the keys Vault holds now",
@@ -347,15 +347,15 @@ class HostStep(object):
                                    severity="critical" if "admin" in tenant.roles else "warning",
                                    tenant_id=tenant.tenant_id,
                                    details=dict(roles=tenant.roles, host=self.host["name"], stage="host",
-                                                failedTask=STAGES.get(tenant.stage, tenant.stage), error=tenant.error)))
+                                                failed_task=STAGES.get(tenant.stage, tenant.stage), error=tenant.error)))
                 continue
             for role in tenant.roles:
                 if role not in tenant.rotated and role not in tenant.installed:
                     continue
                 events.append(dict(action=self.args["audit_action"], tenant_id=tenant.tenant_id, details=dict(
                     role=role, mode=self.args["mode"], host=self.host["name"], fingerprint=roles[role]["fingerprint"],
-                    vaultChanged=role in tenant.rotated, hostChanged=role in tenant.installed,
-                    supersededBy="a newer run" if role in tenant.stale or tenant.superseded.get(role) else "")))
+                    vault_changed=role in tenant.rotated, host_changed=role in tenant.installed,
+                    superseded_by="a newer run" if role in tenant.stale or tenant.superseded.get(role) else "")))
             if "tenant" in tenant.rotated and "tenant" in tenant.keys:
                 notices.append(dict(tenant_id=tenant.tenant_id, key=tenant.keys["tenant"],
                                     account=tenant.account, address=tenant.job.get("address") or self.host["address"]))

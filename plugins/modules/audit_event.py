@@ -20,14 +20,16 @@ description:
     alert email) before the task completes, returns where it went in RV(audit_delivery), and fails when
     no sink accepted it (the callback's C(on_event_lost), default V(fail)) or, with the callback's
     C(on_sink_failure=fail), when any sink refused it.
-  - The event has the fields C(timestamp), C(action), C(tenantId), C(userId), C(ipAddress),
-    C(status), C(severity) and C(details).
+  - The event has the specification's fields C(timestamp) (ISO 8601 UTC, milliseconds), C(action), C(tenantId),
+    C(userId), C(ipAddress) (where the action came from), C(userAgent) and C(status), plus C(severity) and
+    C(details) (snake_case names; camelCase names given are written in their snake_case form). Its JSON Schema is
+    docs/audit-event.schema.json.
   - Runs on the controller (an action plugin); it never connects to the host, so it works in a
     C(rescue) block after the host became unreachable.
   - O(details) keeps only the fields its action declares (the allow-list C(ACTIONS) in
-    C(plugins/module_utils/audit.py), listed in docs/audit.md; an undeclared action keeps the generic
-    fields C(role), C(mode), C(trigger), C(host), C(reason), C(source), C(error), C(failedTask),
-    C(count), C(forced), C(secretType)); the others are dropped and counted in C(droppedFields).
+    C(plugins/module_utils/audit_format.py), listed in docs/audit.md; an undeclared action keeps the generic
+    fields C(role), C(mode), C(trigger), C(host), C(vps_ip), C(reason), C(source), C(error), C(failed_task),
+    C(count), C(forced), C(secret_type)); the others are dropped and counted in C(dropped_fields).
   - What is kept is redacted before it is returned, so private keys, passwords and tokens never reach
     the output or the audit sinks. Mapping keys and values are both redacted - values under keys that
     look like C(password), C(pw), C(token), C(secret), C(private_key), C(api_key), C(value) become
@@ -39,7 +41,7 @@ options:
   action:
     description:
       - The event name, matching C(^[a-z][a-z0-9_]{2,63}$).
-      - "The collection emits V(ssh_key_downloaded), V(ssh_key_rotated), V(ssh_key_revoked),
+      - "The collection emits V(ssh_key_download), V(ssh_key_rotated), V(ssh_key_revoked),
         V(ssh_key_regenerated), V(vps_migration_completed), V(vps_migration_failed),
         V(smtp_credentials_recovered), V(smtp_password_rotated), V(smtp_password_applied),
         V(dkim_key_rotated), V(bulk_rotation_completed), V(ssh_login_failed) and V(vault_write_burst)."
@@ -63,13 +65,18 @@ options:
     type: str
   ip_address:
     description:
-      - The address of the VPS or client involved.
+      - Where the action came from (the specification's C(ipAddress)).
+      - Defaults to the operator's end of the SSH session the run was started in (E(SSH_CLIENT)), else null.
+    type: str
+  vps_ip:
+    description:
+      - The VPS the action was on, kept in C(details.vps_ip).
       - Defaults to the host's C(ansible_host) when that is an IP address.
     type: str
   details:
     description:
       - Event-specific data, for example C(mode) (V(auto) or V(manual)) and C(role) for
-        V(ssh_key_rotated), or C(rotatedCount) and C(failedCount) for V(bulk_rotation_completed).
+        V(ssh_key_rotated), or C(rotated_count) and C(failed_count) for V(bulk_rotation_completed).
       - Only the fields the action declares are kept; redacted before it is returned or written.
     type: dict
     default: {}
@@ -117,7 +124,10 @@ options:
         description: Who performed the operation (default as O(user_id)).
         type: str
       ip_address:
-        description: The address involved (default as O(ip_address)).
+        description: Where the action came from (default as O(ip_address)).
+        type: str
+      vps_ip:
+        description: The VPS the action was on (default as O(vps_ip)).
         type: str
       details:
         description: Event-specific data, as O(details).
@@ -173,7 +183,7 @@ EXAMPLES = r"""
       penguinmails.vps.audit_event:
         action: vps_migration_completed
         tenant_id: "{{ tenant_id }}"
-        ip_address: "{{ new_vps_ip }}"
+        vps_ip: "{{ new_vps_ip }}"
         details:
           reason: "{{ migration_reason }}"
   rescue:
@@ -190,8 +200,8 @@ EXAMPLES = r"""
   penguinmails.vps.audit_event:
     action: bulk_rotation_completed
     details:
-      rotatedCount: "{{ rotated_tenants | length }}"
-      failedCount: "{{ failed_tenants | length }}"
+      rotated_count: "{{ rotated_tenants | length }}"
+      failed_count: "{{ failed_tenants | length }}"
 """
 
 RETURN = r"""
@@ -213,7 +223,7 @@ audit_event:
     timestamp:
       description: ISO 8601 UTC time of the event.
       type: str
-      sample: "2026-11-23T10:44:12.123456Z"
+      sample: "2026-11-23T10:44:12.123Z"
     action:
       description: The event name.
       type: str
@@ -227,9 +237,13 @@ audit_event:
       type: str
       sample: ops
     ipAddress:
-      description: The address involved, or null.
+      description: Where the action came from, or null.
       type: str
       sample: 203.0.113.7
+    userAgent:
+      description: The client, C(ansible-core/<version> penguinmails.vps/<version>) and C(awx-job/<id>) in an AWX job.
+      type: str
+      sample: ansible-core/2.19.4 penguinmails.vps/0.2.0 awx-job/42
     status:
       description: V(success) or V(failure).
       type: str
@@ -239,7 +253,7 @@ audit_event:
       type: str
       sample: info
     details:
-      description: The allowed, redacted details (C(droppedFields) counts the fields dropped).
+      description: The allowed, redacted details, snake_case (C(dropped_fields) counts the fields dropped).
       type: dict
       sample: {"mode": "manual", "role": "admin"}
     context:
@@ -292,12 +306,14 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.penguinmails.vps.plugins.module_utils.audit import (
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit_format import (
     AUDIT_EVENT_MUTUALLY_EXCLUSIVE,
     AUDIT_EVENT_REQUIRED_ONE_OF,
     AuditError,
     audit_event_argument_spec,
     build_event,
+    origin_address,
+    user_agent,
 )
 
 
@@ -316,7 +332,9 @@ def main():
                 status=item["status"],
                 tenant_id=item["tenant_id"],
                 user_id=item["user_id"] or os.environ.get("PENGUINMAILS_AUDIT_USER") or getpass.getuser(),
-                ip_address=item["ip_address"],
+                ip_address=item["ip_address"] or origin_address(),
+                vps_ip=item["vps_ip"],
+                agent=user_agent(os.environ.get("JOB_ID")),
                 details=item["details"],
                 severity=item["severity"],
                 no_log_values=item["redact_values"],

@@ -110,7 +110,7 @@ def test_operations_leave_exact_events_and_no_secret_anywhere(lab, workdir):
         ("ssh_key_rotated", "success"), ("ssh_key_rotated", "success"), ("tenant_notified", "failure"),
         ("ssh_key_revoked", "success"), ("tenant_notified", "failure"),
         ("ssh_key_regenerated", "success"), ("tenant_notified", "failure"),
-        ("ssh_key_downloaded", "success"), ("ssh_key_downloaded", "failure"),
+        ("ssh_key_download", "success"), ("ssh_key_download", "failure"),
         ("smtp_password_rotated", "success"), ("smtp_password_applied", "success"),
         ("smtp_credentials_recovered", "success"),
         ("dkim_key_rotated", "success"),
@@ -148,7 +148,7 @@ def test_operations_leave_exact_events_and_no_secret_anywhere(lab, workdir):
             assert not found, "%s holds %s" % (path, found)
 
     # No detail field of these operations was dropped by the allow-lists.
-    assert not [event for event in events if "droppedFields" in event["details"]]
+    assert not [event for event in events if "dropped_fields" in event["details"]]
 
     # The verify command (as an installed collection runs it) accepts the chain and refuses it after one
     # edited event; the anchor it printed then also finds the last events cut off.

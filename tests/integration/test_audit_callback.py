@@ -148,6 +148,8 @@ LIFECYCLE_PLAY = r"""
         tenant_id: "{{ tenant_id }}"
         details:
           username: admin@t1.example.com
+          new_vps_ip: 203.0.113.8
+          recovery_type: vps_migration
           smtp:
             password: "{{ the_password }}"
           url: "https://admin:{{ the_password }}@mail.t1.example.com/admin"
@@ -183,6 +185,7 @@ LIFECYCLE_PLAY = r"""
             tenant_id: "{{ tenant_id }}"
             details:
               failed_task: "{{ ansible_failed_task.name }}"
+              old_vps_ip: 203.0.113.7
               error: "{{ ansible_failed_result.msg }} (vault token {{ the_token }})"
 
     - name: A second tenant migrates fine
@@ -190,11 +193,11 @@ LIFECYCLE_PLAY = r"""
         action: vps_migration_completed
         tenant_id: t2
         ip_address: 203.0.113.9
-        details: {reason: compromise}
+        details: {reason: compromise, oldVpsIp: 203.0.113.7, newVpsIp: 203.0.113.9, secrets_recovered: [ssh_keys, smtp_creds, dkim_keys]}
 """
 
 EXPECTED = [
-    ("ssh_key_downloaded", "t1", "success", "info"),
+    ("ssh_key_download", "t1", "success", "info"),
     ("ssh_key_rotated", "t1", "success", "info"),
     ("ssh_key_rotated", "t1", "success", "info"),
     ("ssh_key_revoked", "t1", "success", "info"),
@@ -224,6 +227,7 @@ def test_lifecycle_events_sinks_alerts_and_no_secrets_at_vvvv(tmp_path, webhook,
         PENGUINMAILS_AUDIT_SMTP_HOST="127.0.0.1",
         PENGUINMAILS_AUDIT_SMTP_PORT=str(smtp.port),
         PENGUINMAILS_AUDIT_USER="ops-alice",
+        SSH_CLIENT="198.51.100.77 52022 22",  # the operator's end of the session the run was started in
         FAKE_PRIVATE_KEY=fake["private_key"],
         FAKE_PASSWORD=fake["password"],
         FAKE_TOKEN=fake["token"],
@@ -251,10 +255,13 @@ def test_lifecycle_events_sinks_alerts_and_no_secrets_at_vvvv(tmp_path, webhook,
     assert [(e["action"], e["tenantId"], e["status"], e["severity"]) for e in events] == EXPECTED + [
         ("ssh_key_rotated", "t3", "success", "info")]
     assert [e["details"].get("mode") for e in events[1:3]] == ["auto", "manual"]
-    assert events[6]["details"]["rotatedCount"] == 4 and events[6]["details"]["failedCount"] == 1
+    assert events[6]["details"]["rotated_count"] == 4 and events[6]["details"]["failed_count"] == 1
     assert [e["ipAddress"] for e in events if e["action"] == "ssh_login_failed"] == ["192.0.2.10", "192.0.2.11"]
     assert events[9]["details"]["failed_task"] == "Provision the new VPS (fails)"
     assert all(e["userId"] == "ops-alice" for e in events)
+    # The specification's fields: where the action came from (the audit point's, else the SSH session's), the client.
+    assert events[0]["ipAddress"] == "198.51.100.20" and events[1]["ipAddress"] == "198.51.100.77"
+    assert all(e["userAgent"].startswith("ansible-core/") and " penguinmails.vps/" in e["userAgent"] for e in events)
     assert events[0]["context"]["playbook"] == "playbook.yml" and events[0]["context"]["task"] == "Download the tenant key"
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[0]["prev_hash"] == "0" * 64
@@ -455,7 +462,7 @@ def test_module_results_carrying_audit_event_and_invalid_ones(tmp_path):
     events = read_events(audit_file)
     assert [e["action"] for e in events] == ["ssh_key_rotated", "audit_event_hidden"]
     # secret_id is no detail field of ssh_key_rotated: dropped (counted), never written
-    assert events[0]["tenantId"] == "t9" and events[0]["details"] == {"mode": "auto", "droppedFields": 1}
+    assert events[0]["tenantId"] == "t9" and events[0]["details"] == {"mode": "auto", "dropped_fields": 1}
     assert "abc-secret-id-123" not in audit_file.read_text()
     assert "its event was hidden from the callback" in out
 

@@ -87,7 +87,7 @@ def test_backup_snapshots_the_mail_with_the_password_only_in_vault_and_keeps_the
     (taken,) = events(audit_file, tenant, "mail_backup_completed")
     details = taken["details"]
     assert details["messages"] == 3 and details["initialised"] is True and details["snapshots"] == 1
-    assert "snapshot %s of 3 messages" % details["snapshotId"] in first.stdout
+    assert "snapshot %s of 3 messages" % details["snapshot_id"] in first.stdout
 
     # The password: in Vault only (vps/<tenant>/backup), never on the VPS, the backup host, the output or the audit.
     stored = seed.vault(lab).read("vps", "%s/backup" % tid).data
@@ -120,7 +120,7 @@ def test_backup_snapshots_the_mail_with_the_password_only_in_vault_and_keeps_the
                                    audit_file=audit_file)
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
     latest = events(audit_file, tenant, "mail_backup_completed")[-1]["details"]
-    assert latest["messages"] == 4 and latest["removed"] == [details["snapshotId"]] and latest["snapshots"] == 1
+    assert latest["messages"] == 4 and latest["removed"] == [details["snapshot_id"]] and latest["snapshots"] == 1
     assert latest["initialised"] is False
     assert seed.vault(lab).read("vps", "%s/backup" % tid).data["restic_password"] == secret
 

@@ -380,7 +380,7 @@ def test_quick_start_from_the_tarball(core, tarball, private_lab, tmp_path, requ
     audit_file = os.path.join(project.home, ".ansible", "penguinmails", "audit.jsonl")
     events = [json.loads(line) for line in open(audit_file) if line.strip()]
     actions = {event["action"] for event in events if event.get("tenantId") == tid}
-    assert {"ssh_key_rotated", "ssh_key_downloaded", "vps_migration_completed"} <= actions, actions
+    assert {"ssh_key_rotated", "ssh_key_download", "vps_migration_completed"} <= actions, actions
     assert all(event["status"] == "success" for event in events if event["action"] == "tenant_notified"), events
     verified = project.playbook("penguinmails.vps.audit_verify").stdout
     assert "OK: %d events, chain intact" % len(events) in verified, verified[-2000:]

@@ -252,7 +252,7 @@ def test_upgrade_moves_everything_once_even_with_two_runs_started_together(lab, 
     assert actions(events, tenant, "vps_migration_failed") == []  # the refused run held nothing, changed nothing
     assert actions(events, tenant, "vps_migration_refused") == [("vps_migration_refused", "failure", "warning")]
     completed = [e for e in events if e["action"] == "vps_migration_completed"][0]["details"]
-    assert completed["oldVpsWiped"] is True and completed["oldVpsDestroyed"] is False and completed["rotated"] == []
+    assert completed["old_vps_wiped"] is True and completed["old_vps_destroyed"] is False and completed["rotated"] == []
     assert [e["action"] for e in events if e["action"].startswith("provider_ssh_key")] == ["provider_ssh_key_added",
                                                                                            "provider_ssh_key_removed"]
     # The tenant was told, once, that its credentials did not change.
@@ -333,7 +333,7 @@ def test_compromise_rotates_every_exposed_secret_before_the_new_vps_gets_anythin
         "smtp_password_rotated", "dkim_key_rotated", "ssh_key_regenerated", "ssh_key_regenerated"]
     completed = [e for e in events if e["action"] == "vps_migration_completed"][0]["details"]
     assert completed["rotated"] == ["smtp_admin_password", "mailu_secret_key", "dkim_key", "admin_ssh_key", "tenant_ssh_key"]
-    assert completed["oldVpsWiped"] is True and completed["oldVpsDestroyed"] is False
+    assert completed["old_vps_wiped"] is True and completed["old_vps_destroyed"] is False
     # The notification says exactly what changed.
     (note,) = notices(lab, new_host, tenant)
     body = note.get_content()
@@ -447,7 +447,7 @@ def test_a_run_killed_at_any_step_is_audited_by_the_next_and_reruns_converge(lab
     assert_migrated(lab, tenant, workdir)
     events = seed.read_events(audit_file)
     assert failures(audit_file, tenant) == [("vps_migration_failed", "failure", "critical")] * len(KILL_POINTS)
-    abandoned = [e["details"]["abandonedRun"] for e in events if e["action"] == "vps_migration_failed"]
+    abandoned = [e["details"]["abandoned_run"] for e in events if e["action"] == "vps_migration_failed"]
     assert len(set(abandoned)) == len(KILL_POINTS)
     assert actions(events, tenant, "vps_migration_completed") == [("vps_migration_completed", "success", "info")]
     with open(audit_file) as handle:

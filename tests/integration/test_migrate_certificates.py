@@ -238,17 +238,17 @@ def test_a_tenant_in_certificate_mode_migrates_and_the_new_vps_is_trusted_throug
     events = seed.read_events(audit_file)  # the migration's events
     mine = [e for e in events if e.get("tenantId") == tid]
     host_certs = [e for e in mine if e["action"] == "ssh_host_certificate_signed"]
-    assert host_certs and all(e["details"]["principals"] == [new_ip] and e["ipAddress"] == new_ip for e in host_certs), \
+    assert host_certs and all(e["details"]["principals"] == [new_ip] and e["details"].get("vps_ip") == new_ip for e in host_certs), \
         host_certs
-    signed = [e for e in mine if e["action"] == "ssh_certificate_signed" and e.get("ipAddress") == new_ip]
+    signed = [e for e in mine if e["action"] == "ssh_certificate_signed" and e["details"].get("vps_ip") == new_ip]
     assert signed and all(e["details"]["principals"] == [PRINCIPAL] for e in signed)
-    revoked = [e for e in mine if e["action"] == "ssh_key_revoked" and e.get("ipAddress") == new_ip]
+    revoked = [e for e in mine if e["action"] == "ssh_key_revoked" and e["details"].get("vps_ip") == new_ip]
     assert revoked and revoked[-1]["status"] == "success"
     assert [e["status"] for e in mine if e["action"] == "vps_migration_completed"] == ["success"]
     assert [e for e in mine if e["action"] == "vps_migration_failed"] == []
     # the first contact was recorded (Hostwinds reports no host-key fingerprint: trust on first use, audited)
     assert record["host_keys"][new_ip]
-    assert [e["details"]["source"] for e in mine if e["action"] == "host_key_recorded" and e.get("ipAddress") == new_ip] \
+    assert [e["details"]["source"] for e in mine if e["action"] == "host_key_recorded" and e["details"].get("vps_ip") == new_ip] \
         == ["ssh-keyscan"]
 
     # A later play: strict host-key checking, a known_hosts with only the @cert-authority line, the run certificate.

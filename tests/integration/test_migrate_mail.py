@@ -132,7 +132,7 @@ def test_upgrade_moves_every_message_with_flags_uids_and_the_mail_sent_during_th
     delta = events_of(audit_file, tenant, "mail_delta_copied")
     assert [e["details"]["messages"] for e in delta] == [3]
     (completed,) = events_of(audit_file, tenant, "vps_migration_completed")
-    assert completed["details"]["rpoSeconds"] == 0 and completed["details"]["mailLossAccepted"] is False
+    assert completed["details"]["rpo_seconds"] == 0 and completed["details"]["mail_loss_accepted"] is False
     assert events_of(audit_file, tenant, "mail_loss_accepted") == []
     assert "9 messages" in output and "final delta 3 messages" in output
     record = seed.read_record(lab, tenant.tenant_id)["last_migration"]
@@ -171,17 +171,17 @@ def test_failure_restores_the_latest_backup_and_reports_its_rpo(lab, workdir, te
     assert not set(later) & seen  # the K are not pretended recovered
     (copied,) = events_of(audit_file, tenant, "mail_copied")
     assert copied["details"]["source"] == "backup" and copied["details"]["messages"] == 9
-    assert copied["details"]["snapshotId"] == snapshot["details"]["snapshotId"]
-    rpo = copied["details"]["rpoSeconds"]
+    assert copied["details"]["snapshot_id"] == snapshot["details"]["snapshot_id"]
+    rpo = copied["details"]["rpo_seconds"]
     assert isinstance(rpo, int) and rpo >= 0
     (completed,) = events_of(audit_file, tenant, "vps_migration_completed")
-    assert completed["details"]["mailSource"] == "backup" and completed["details"]["rpoSeconds"] == rpo
-    assert completed["details"]["mailLossAccepted"] is True
+    assert completed["details"]["mail_source"] == "backup" and completed["details"]["rpo_seconds"] == rpo
+    assert completed["details"]["mail_loss_accepted"] is True
     assert [(e["severity"], e["details"]["step"]) for e in events_of(audit_file, tenant, "mail_loss_accepted")] == [
         ("critical", "final_delta")]
     assert "RPO %d s" % rpo in output
     body = notice(lab, tenant)
-    assert "restored from the backup of %s" % snapshot["details"]["snapshotTime"] in body
+    assert "restored from the backup of %s" % snapshot["details"]["snapshot_time"] in body
     assert "could not be recovered" in body and "No mail was lost" not in body
 
 
@@ -218,7 +218,7 @@ def test_a_failed_final_delta_keeps_the_old_vps_until_the_loss_is_accepted(lab, 
     assert len(seed.instances_named(lab, old["name"])) == 1  # an upgrade keeps the old VPS; unreachable, it was not wiped
     assert [e["severity"] for e in events_of(audit_file, tenant, "mail_loss_accepted")] == ["critical"]
     (completed,) = events_of(audit_file, tenant, "vps_migration_completed")
-    assert completed["details"]["mailLossAccepted"] is True
+    assert completed["details"]["mail_loss_accepted"] is True
     after, _uids = mailboxes.view(new_ip_of(lab, tenant), user, password)
     for folder, messages in before.items():  # the copy made before the switch is there
         assert set(messages) <= set(after[folder])

@@ -177,7 +177,7 @@ def test_rotate_all_sliced_four_ways_rotates_each_tenant_once_in_the_slice_of_it
     with open(audit_file) as handle:
         events = [json.loads(line) for line in handle if line.strip()]
     bulk_events = [event for event in events if event["action"] == "bulk_rotation_completed"]
-    assert len(bulk_events) == SLICES and sum(event["details"]["rotatedCount"] for event in bulk_events) == TENANTS
+    assert len(bulk_events) == SLICES and sum(event["details"]["rotated_count"] for event in bulk_events) == TENANTS
     assert all(event["status"] == "success" and event["context"].get("awx_job_id") for event in bulk_events)
     rotated_events = [event for event in events if event["action"] == "ssh_key_rotated"]
     assert sorted((e["tenantId"], e["details"]["role"]) for e in rotated_events) == sorted(before)

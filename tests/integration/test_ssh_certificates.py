@@ -282,7 +282,7 @@ def test_keys_to_certificates_to_keys_never_loses_access(certs, lab):
         done()
     assert kills >= 3, "only %d of 4 runs were killed before they ended" % kills
     moves = [e for e in certs.audit_events("ssh_auth_changed") if e["tenantId"] == tenant and e["status"] == "success"]
-    assert {(e["details"]["newMode"]) for e in moves} == {"certificates", "keys"}
+    assert {(e["details"]["new_mode"]) for e in moves} == {"certificates", "keys"}
     signed = [e for e in certs.audit_events("ssh_certificate_signed") if tenant in e["details"].get("tenants", [])]
     assert signed and all(e["details"]["principals"] == [PRINCIPAL] and int(e["details"]["ttl"]) <= 600
                           and e["details"]["serial"].isdigit() and e["userId"] == "cert-test" for e in signed)
@@ -366,7 +366,7 @@ def test_a_play_connects_with_the_certificate_and_no_admin_private_key_exists_bu
     assert len(signed) == 1, signed
     details = signed[0]["details"]
     assert details["serial"] == seen["cert"]["serial"] and details["principals"] == [PRINCIPAL]
-    assert 0 < int(details["ttl"]) <= 600 and details["keyId"].startswith("admin-") and details["certType"] == "user"
+    assert 0 < int(details["ttl"]) <= 600 and details["key_id"].startswith("admin-") and details["cert_type"] == "user"
     accepted = [line for line in sshd_log(host).splitlines() if line.startswith("Accepted publickey for root")]
     assert any("CERT" in line and "serial %s" % details["serial"] in line for line in accepted), accepted
 
@@ -438,7 +438,7 @@ def test_a_serial_put_in_the_krl_is_refused_at_once(certs, cert_tenant):
     assert any("revoked" in part.lower() for part in log[1:]) or "revoked" in sshd_log(host).lower()
     event = certs.audit_events("ssh_certificate_revoked")[-1]
     assert event["status"] == "success" and event["details"]["serials"] == [str(revoked["serial"])]
-    assert event["details"]["reason"] == "laptop stolen" and int(event["details"]["hostCount"]) >= 1
+    assert event["details"]["reason"] == "laptop stolen" and int(event["details"]["host_count"]) >= 1
     # a second revocation of the same serial changes nothing in Vault
     version = certs.client.read(certs.mount, "_ssh_ca/%s" % certs.user_ca).version
     certs.play("ssh_ca", ca_operation="revoke", serials=[str(revoked["serial"])])

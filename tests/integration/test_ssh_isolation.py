@@ -155,7 +155,7 @@ def test_download_of_the_admin_key_is_refused_unless_allowed_and_audited_critica
     assert "ssh -i root.key root@%s -p 22" % shared_host["ip"] in allowed.stdout
     token = (tmp_path / "root.token").read_text().strip()
     assert env.can_login(env.client.unwrap(token)["private_key"], "admin")
-    events = [e for e in env.audit_events() if e["action"] == "ssh_key_downloaded" and e["details"]["role"] == "admin"]
+    events = [e for e in env.audit_events() if e["action"] == "ssh_key_download" and e["details"]["role"] == "admin"]
     assert [(e["status"], e["severity"]) for e in events] == [("success", "critical")]
 
 

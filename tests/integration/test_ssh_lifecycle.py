@@ -218,7 +218,7 @@ def test_download_once_then_refused_until_regenerate(tenant_env):
         t.client.unwrap(token)  # single use
     assert t.can_login(unwrapped["private_key"], "tenant")
     assert not t.can_login(dest.read_text(), "tenant")  # the first download's key is gone
-    events = [e for e in t.audit_events() if e["action"] == "ssh_key_downloaded"]
+    events = [e for e in t.audit_events() if e["action"] == "ssh_key_download"]
     assert [(e["tenantId"], e["details"]["output"], e["status"]) for e in events] == [
         (t.tenant_id, "file", "success"), (t.tenant_id, "file", "failure"), (t.tenant_id, "wrap", "failure"),
         (t.tenant_id, "wrap", "success")]
@@ -311,7 +311,7 @@ def test_rotate_all_rotates_due_tenants_reports_counts_and_resumes(lab, hosts, t
         assert t.can_login(data["private_key"], "admin") and "fallback_private_key" not in data
         assert t.can_login(t.private_key_of("admin", data["grace_public_key"]), "admin")
     bulk_events = [e for e in runner.audit_events() if e["action"] == "bulk_rotation_completed"]
-    assert [e["details"]["rotatedCount"] for e in bulk_events] == [4, 0, 2, 0]
+    assert [e["details"]["rotated_count"] for e in bulk_events] == [4, 0, 2, 0]
     assert all(e["details"]["mode"] == "auto" for e in bulk_events)
 
 

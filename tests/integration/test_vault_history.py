@@ -76,7 +76,7 @@ def test_a_burst_of_writes_to_one_path_is_audited_and_alerted(fresh_openbao, tmp
         alerts = hook.events("/alert")
     events = [json.loads(line) for line in audit_file.read_text().splitlines()]
     bursts = [e for e in events if e["action"] == "vault_write_burst"]
-    assert [(e["tenantId"], e["severity"], e["details"]["mount"], e["details"]["path"], e["details"]["newVersions"])
+    assert [(e["tenantId"], e["severity"], e["details"]["mount"], e["details"]["path"], e["details"]["new_versions"])
             for e in bursts] == [("tburst", "critical", "vps", "tburst/admin_ssh", 25)]
     assert [a["action"] for a in alerts] == ["vault_write_burst"]
     # a quiet day: no event, and the job succeeds

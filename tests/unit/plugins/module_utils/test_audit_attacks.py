@@ -60,7 +60,7 @@ def delete(lines, _key):
 
 
 def insert(lines, _key):
-    forged = dict(json.loads(lines[2]), action="ssh_key_downloaded", tenantId="t-victim")
+    forged = dict(json.loads(lines[2]), action="ssh_key_download", tenantId="t-victim")
     forged = audit.chain({k: v for k, v in forged.items() if k not in audit.CHAIN_FIELDS}, json.loads(lines[2])["hash"],
                          4, None, forged.get("chain_id"))
     if _key:

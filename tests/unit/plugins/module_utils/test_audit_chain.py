@@ -79,7 +79,8 @@ def test_normalize_accepts_camel_case_and_option_names():
     one = audit.normalize_event({"action": "bulk_rotation_completed", "tenantId": None,
                                  "details": {"rotatedCount": 3, "failedCount": 1}})
     two = audit.normalize_event({"action": "ssh_key_downloaded", "tenant_id": "t2", "user_id": "alice"})
-    assert one["details"] == {"rotatedCount": 3, "failedCount": 1}
+    assert two["action"] == "ssh_key_download"  # the earlier name, written under the specified one
+    assert one["details"] == {"rotated_count": 3, "failed_count": 1}
     assert two["tenantId"] == "t2" and two["userId"] == "alice"
 
 
@@ -93,7 +94,7 @@ def test_redaction_of_keys_and_values_nested():
         "url": "https://bob:s3cr3tpass@hooks.example.com/x",
         "auth": "Authorization: Bearer %s" % FAKE_JWT,
         "api_key": "abcd1234efgh",
-        "rotatedCount": 3,
+        "rotated_count": 3,
     }
     kept = audit.redact(details)
     text = json.dumps(kept)
@@ -104,7 +105,7 @@ def test_redaction_of_keys_and_values_nested():
     assert kept["smtp"]["password_set"] is True
     assert kept["keys"][0]["public_key"] == "ssh-ed25519 AAAAC3Nza pub"
     assert kept["keys"][0]["fingerprint"] == "SHA256:abc"
-    assert kept["rotatedCount"] == 3
+    assert kept["rotated_count"] == 3
     assert kept["url"] == "https://bob:%s@hooks.example.com/x" % audit.REDACTED
 
 
@@ -112,12 +113,12 @@ def test_details_keep_only_the_fields_their_action_allows():
     details = {"role": "admin", "mode": "manual", "fingerprint": "SHA256:abc", "private_key": FAKE_PEM,
                "note": "free text", FAKE_PEM: 1}
     event = make_event(details=details)
-    assert event["details"] == {"role": "admin", "mode": "manual", "fingerprint": "SHA256:abc", "droppedFields": 3}
+    assert event["details"] == {"role": "admin", "mode": "manual", "fingerprint": "SHA256:abc", "dropped_fields": 3}
     # an action nobody declared keeps the generic fields only
     other = audit.build_event("site_backup_done", details={"host": "h1", "error": "none", "bucket": "b1"})
-    assert other["details"] == {"host": "h1", "error": "none", "droppedFields": 1}
+    assert other["details"] == {"host": "h1", "error": "none", "dropped_fields": 1}
     # every action the collection's playbooks emit is declared
-    for action in ("ssh_key_rotated", "ssh_key_revoked", "ssh_key_regenerated", "ssh_key_downloaded",
+    for action in ("ssh_key_rotated", "ssh_key_revoked", "ssh_key_regenerated", "ssh_key_download",
                    "bulk_rotation_completed", "vps_migration_completed", "vps_migration_failed",
                    "smtp_credentials_recovered", "smtp_password_rotated", "smtp_password_applied", "dkim_key_rotated",
                    "ssh_login_failed", "vault_write_burst", "chain_break", "host_key_recorded", "tenant_notified"):
@@ -198,6 +199,7 @@ def _edit(path, index, change):
         (lambda p: _edit(p, 0, lambda e: e.update(tenantId="t9")), "line 1: hash mismatch"),
     ],
 )
+@pytest.mark.forged_audit_events
 def test_editing_one_event_fails_verify(tmp_path, tamper, expected):
     path = tmp_path / "audit.jsonl"
     write_events(path, 4)
@@ -402,7 +404,7 @@ def test_a_file_of_garbage_starts_a_chain_after_a_break_from_the_genesis(tmp_pat
     write_events(path, 1)
     events = [json.loads(line) for line in path.read_text().splitlines()[2:]]
     assert [e["action"] for e in events] == ["chain_break", "ssh_key_rotated"]
-    assert events[0]["prev_hash"] == audit.GENESIS_HASH and events[0]["details"]["skippedBytes"] == 23
+    assert events[0]["prev_hash"] == audit.GENESIS_HASH and events[0]["details"]["skipped_bytes"] == 23
     result = audit.verify_file(str(path))
     assert result.exit_code == 3 and result.breaks == ["line 3: chain break after line 0: 23 bytes skipped (lines 1-2)"]
 

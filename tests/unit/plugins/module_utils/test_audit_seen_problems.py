@@ -73,7 +73,7 @@ def test_a_damaged_last_line_starts_a_new_segment_instead_of_dropping_events(tmp
     assert len(lines) == 3 + 1 + 1 + 2
     brk = json.loads(lines[4])
     assert brk["action"] == "chain_break" and brk["prev_hash"] == events[-1]["hash"] and brk["seq"] == 4
-    assert brk["details"]["skippedBytes"] == damaged + 1  # the fragment and the newline that closed it
+    assert brk["details"]["skipped_bytes"] == damaged + 1  # the fragment and the newline that closed it
     assert [json.loads(line)["hash"] for line in lines[5:]] == [e["hash"] for e in later]
     result = audit.verify_file(str(path))
     assert result.breaks and "line 5: chain break after line 3: %d bytes skipped" % (damaged + 1) in result.summary()
