@@ -327,8 +327,23 @@ class HostStep(object):
             " to %s" % fingerprint if fingerprint else "")
 
     # -- what the playbook gets -----------------------------------------------------------------
+    @staticmethod
+    def answer(tenant_id, role, view, now=None):
+        """The specification's answer to a rotation: the new fingerprint and how long the old key stays valid."""
+        line = "rotated %s %s key: new fingerprint %s" % (tenant_id, role, view.get("fingerprint") or "?")
+        graces = view.get("grace_keys") or []
+        if not graces:
+            return line + "; no earlier key stays valid"
+        until = graces[0]["expires"]
+        try:
+            left = keypair_store.parse_time(until) - (now or keypair_store.utcnow())
+            hours = max(0, int(round(left.total_seconds() / 3600.0)))
+        except (TypeError, ValueError):
+            return line + "; old key valid until %s" % until
+        return line + "; Old key valid for %d hour%s (until %s)" % (hours, "" if hours == 1 else "s", until)
+
     def result(self):
-        tenants, failures, events, notices = {}, [], [], []
+        tenants, failures, events, notices, answers = {}, [], [], [], []
         for tenant in self.tenants:
             roles = {}
             for role in tenant.roles:
@@ -352,6 +367,8 @@ class HostStep(object):
             for role in tenant.roles:
                 if role not in tenant.rotated and role not in tenant.installed:
                     continue
+                if role in tenant.rotated and role not in tenant.stale and not tenant.superseded.get(role):
+                    answers.append(self.answer(tenant.tenant_id, role, tenant.keys.get(role) or {}))
                 events.append(dict(action=self.args["audit_action"], tenant_id=tenant.tenant_id, details=dict(
                     role=role, mode=self.args["mode"], host=self.host["name"], fingerprint=roles[role]["fingerprint"],
                     vault_changed=role in tenant.rotated, host_changed=role in tenant.installed,
@@ -361,5 +378,5 @@ class HostStep(object):
                                     account=tenant.account, address=tenant.job.get("address") or self.host["address"]))
         changed = any(t.installed or t.confirmed for t in self.tenants)
         return dict(changed=changed, tenants=tenants, failures=failures, audit_events=events, notices=notices,
-                    host_unreachable=self.host_unreachable,
+                    answers=answers, host_unreachable=self.host_unreachable,
                     superseded=["%s/%s: %s" % (t.tenant_id, role, why) for t in self.tenants for role, why in sorted(t.superseded.items())])

@@ -206,6 +206,14 @@ notices:
   type: list
   elements: dict
   sample: []
+answers:
+  description:
+    - The answer to each rotation this run made, as the specification gives it - the new fingerprint and how long the
+      old key stays valid (its grace), one line per tenant and role.
+  returned: always
+  type: list
+  elements: str
+  sample: ["rotated acme tenant key: new fingerprint SHA256:...; Old key valid for 24 hours (until 2026-12-06T18:00:00Z)"]
 superseded:
   description: One line per key that another run changed while this one worked (which key, what stands, rerun or not).
   returned: always

@@ -61,9 +61,12 @@ def test_rotate_keeps_the_old_key_for_its_grace_and_sshd_enforces_the_expiry(ten
         assert t.can_login(first[role]["private_key"], role), role
     assert not t.can_login(first["tenant"]["private_key"], "admin")
 
-    t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519", force=True)
+    rotated = t.play("rotate", tenant_id=t.tenant_id, key_type="ed25519", force=True)
     second = {role: t.secret(role).data for role in ("admin", "tenant")}
     for role in ("admin", "tenant"):
+        # The specification's answer: the new fingerprint, and the old key valid for the grace (24 hours).
+        assert "rotated %s %s key: new fingerprint %s; Old key valid for 24 hours (until %s)" % (
+            t.tenant_id, role, second[role]["fingerprint"], second[role]["grace_until"]) in rotated.stdout, rotated.stdout[-3000:]
         assert second[role]["public_key"] != first[role]["public_key"]
         assert second[role]["grace_public_key"] == first[role]["public_key"]
         assert t.can_login(second[role]["private_key"], role), role   # the new key

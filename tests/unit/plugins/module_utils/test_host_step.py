@@ -156,3 +156,15 @@ def test_a_key_rotated_by_another_run_meanwhile_is_not_confirmed_and_said_in_one
     assert not ks.is_confirmed(newest)  # the other run confirms its own key
     (line,) = [line for line in result["superseded"] if line.startswith("%s/admin" % tenant_id)]
     assert newest["fingerprint"] in line and "no rerun needed" in line and "\n" not in line
+
+
+def test_the_rotation_answer_gives_the_new_fingerprint_and_the_actual_grace():
+    """The specification answers a rotation with the new fingerprint and "Old key valid for 24 hours"."""
+    now = ks.parse_time("2026-12-05T18:00:00Z")
+    view = dict(fingerprint="SHA256:new", grace_keys=[{"key": "ssh-rsa AAAA old", "expires": "2026-12-06T18:00:00Z"}])
+    line = host_step.HostStep.answer("acme", "tenant", view, now=now)
+    assert line == "rotated acme tenant key: new fingerprint SHA256:new; Old key valid for 24 hours (until 2026-12-06T18:00:00Z)"
+    view["grace_keys"][0]["expires"] = "2026-12-05T20:00:00Z"  # a 2-hour grace (ssh_grace_hours=2)
+    assert "Old key valid for 2 hours" in host_step.HostStep.answer("acme", "tenant", view, now=now)
+    assert host_step.HostStep.answer("acme", "admin", dict(fingerprint="SHA256:x", grace_keys=[]), now=now).endswith(
+        "no earlier key stays valid")
