@@ -41,8 +41,10 @@ DEFAULT_OFFER_HOURS = 24
 OFFERED = "offered"
 DOWNLOADED = "downloaded"
 WITHDRAWN = "withdrawn"
+REVOKED = "revoked"
 # Why a self-service download failed (the playbook audits every one of them as critical, except ``input``).
-REASONS = ("already_downloaded", "token_used", "expired", "no_offer", "denied", "login", "wrong_origin", "input", "error")
+REASONS = ("already_downloaded", "token_used", "expired", "no_offer", "revoked", "denied", "login", "wrong_origin", "input",
+           "error")
 
 
 class DownloadError(Exception):
@@ -140,6 +142,25 @@ def withdraw(client, tenant_id, key, mount="vps", check_mode=False, now=None):
     return public_offer(record)
 
 
+def revoke_offer(client, tenant_id, mount="vps", now=None):
+    """Operator side, when the tenant key is revoked or deleted: a waiting offer is used up and marked ``revoked``.
+
+    Returns True when an offer was waiting. Its token is unwrapped and discarded (a token someone already used
+    changes nothing); the tenant is then told the key was revoked.
+    """
+    now = now or utcnow()
+    mount, path = offer_path(tenant_id, mount)
+    offer, cas = _read_offer(client, mount, path)
+    if not offer or offer.get("state") != OFFERED:
+        return False
+    try:
+        client.unwrap(offer.get("token") or "")
+    except VaultError:
+        pass  # used or expired: nothing left to take
+    client.write(mount, path, dict(public_offer(offer), state=REVOKED, revoked_at=format_time(now)), cas=cas)
+    return True
+
+
 class SelfDownload(object):
     """The tenant side, run with the tenant's own Vault token."""
 
@@ -165,6 +186,10 @@ class SelfDownload(object):
             raise DownloadError("no key download is waiting for tenant %s (%s): ask your operator to regenerate the key"
                                 % (self.tenant_id, self.where), "no_offer")
         offer = secret.data
+        if offer.get("state") == REVOKED:
+            raise DownloadError("the key %s of tenant %s was revoked at %s before it was downloaded: ask your operator to "
+                                "regenerate it" % (offer.get("fingerprint") or "", self.tenant_id,
+                                                   offer.get("revoked_at") or "an unknown time"), "revoked")
         if offer.get("state") in (DOWNLOADED, WITHDRAWN) or offer.get("downloaded_at"):
             raise DownloadError(
                 "the key %s of tenant %s was already downloaded at %s (%s): it is handed out once; if that was not you, "

@@ -122,6 +122,7 @@ options:
         once - a single-use Vault wrapping token of exactly the new version, valid for O(grace_hours) and at least
         24 hours, kept at C(<mount>/<tenant_id>/tenant_ssh_download), which only that tenant's own login may read.
         The tenant takes it with M(penguinmails.vps.vault_tenant_key_download). See RV(download_offer_expires_at).
+      - A revocation (or O(state=absent)) of the tenant key withdraws a waiting offer (its token is used up).
       - An offer that cannot be made is a warning; the key change stands. No effect on the admin key.
     type: bool
     default: true
@@ -418,6 +419,11 @@ def main():
                                                tenant_download.offer_hours(p["grace_hours"]), mount=p["mount"])
         except VaultError as exc:
             module.warn("%s: no self-service download offered (%s); the operator's download_key still works" % (store.where, exc))
+    if p["tenant_download"] and p["role"] == "tenant" and not module.check_mode and plan.action in ("revoked", "deleted"):
+        try:
+            tenant_download.revoke_offer(client, store.tenant_id, mount=p["mount"])
+        except VaultError as exc:
+            module.warn("%s: a waiting self-service download could not be withdrawn (%s)" % (store.where, exc))
     result = result_of(plan, store, p["return_private_key"] and not module.check_mode, module.check_mode)
     if offer:
         result["download_offer_expires_at"] = offer["expires_at"]

@@ -155,9 +155,9 @@ instructions:
 reason:
   description:
     - Why the download failed - V(already_downloaded) (a second attempt), V(token_used) (someone else unwrapped
-      the token), V(expired), V(no_offer), V(denied) (the login may not read this tenant's offer), V(login) (the
-      login was refused), V(wrong_origin) (the token was not made by a read of this tenant's key), V(input) (bad
-      input, nothing asked of Vault) or V(error).
+      the token), V(expired), V(no_offer), V(revoked) (the key was revoked before it was taken), V(denied) (the
+      login may not read this tenant's offer), V(login) (the login was refused), V(wrong_origin) (the token was
+      not made by a read of this tenant's key), V(input) (bad input, nothing asked of Vault) or V(error).
   returned: on failure
   type: str
   sample: already_downloaded

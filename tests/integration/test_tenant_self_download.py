@@ -201,3 +201,18 @@ def test_the_operator_download_withdraws_the_offer(world):
     assert "already downloaded" in out and "by the operator" in out and not dest.exists()
     assert downloads(world) == [("failure", "critical", "already_downloaded")]
     assert tenant_download.offer_hours(72) == 72 and tenant_download.offer_hours(0) == 24
+
+
+def test_a_revocation_withdraws_the_offer(world):
+    a = world["a"]
+    a.play("rotate", tenant_id=a.tenant_id, key_type="ed25519")
+    token = offer_of(world)["token"]
+    a.play("revoke", tenant_id=a.tenant_id)
+    revoked = offer_of(world)
+    assert revoked["state"] == "revoked" and revoked["revoked_at"] and "token" not in revoked
+    with pytest.raises(vc.VaultError):
+        world["root"].unwrap(token)  # used up by the revocation: the revoked key cannot be taken any more
+    dest = world["tmp"] / "revoked.key"
+    out = self_download(world, a.tenant_id, a.tenant_id, dest, expect_rc=2)
+    assert "was revoked at %s before it was downloaded" % revoked["revoked_at"] in out and not dest.exists()
+    assert downloads(world) == [("failure", "critical", "revoked")]
