@@ -130,10 +130,10 @@ __all__ = [
     "Delivery",
     "AuditLog",
     "RUN_STATE",
+    "alert_channels",
     "audit_log_from_options",
     "main",
 ]
-
 
 
 # ---------------------------------------------------------------------------------------
@@ -288,6 +288,21 @@ def _describe(exc):
 # audit_event action sees this state and writes its event itself, before its task completes: an
 # event that reached no sink can then fail the task. Empty when the callback is not enabled.
 RUN_STATE = {}
+
+
+def alert_channels(options):
+    """The configured places an alert of the run can reach someone (the audit file alone reaches no one)."""
+    opt = options.get
+    channels = []
+    if opt("alert_webhook_url"):
+        channels.append("alert webhook")
+    if [r for r in (opt("alert_email_to") or []) if r and str(r).strip()]:
+        channels.append("alert email")
+    if opt("webhook_url"):
+        channels.append("webhook")
+    if opt("syslog_address"):
+        channels.append("syslog")
+    return channels
 
 
 def audit_log_from_options(options, warn=None, run_file=None):

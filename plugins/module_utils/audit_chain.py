@@ -26,6 +26,7 @@ except ImportError:  # run as a file (python3 audit.py verify FILE): the sibling
 GENESIS_HASH = "0" * 64
 CHAIN_FIELDS = ("chain_id", "seq", "prev_hash", "hash_alg", "hash")
 
+
 # ---------------------------------------------------------------------------------------
 # Hash chain
 # ---------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class AuditError(Exception):
 # ---------------------------------------------------------------------------------------
 # Fields any action may carry in ``details`` (an unknown action keeps only these).
 GENERIC_FIELDS = ("role", "mode", "trigger", "host", "vps_ip", "reason", "source", "error", "failed_task",
-                  "count", "forced", "secret_type")
+                  "count", "forced", "secret_type", "alert_sinks")
 _SSH_KEY_FIELDS = ("roles", "vault_changed", "host_changed", "vault_only", "stage", "superseded_by", "fingerprint",
                    "key_type", "grace_until", "output")
 _SMTP_APPLIED_FIELDS = ("username", "password_reset", "verified", "new_vps_ip", "recovery_type")

@@ -242,6 +242,8 @@ def tenant_status(client, tenant_id, mounts, now, due_soon_days=14):
         "domain": domain,
         "vps_ip": record_data.get("vps_ip"),
         "migrated_at": record_data.get("migrated_at"),
+        # A tenant without a contact address is never told of a rotation or a migration (listed by the report).
+        "notified": bool(str(record_data.get("contact_email") or "").strip()),
         "keys": keys,
         "smtp": {"present": smtp_present},
         "dkim": {"domain": domain, "selectors": selectors, "present": bool(selectors)},
@@ -274,4 +276,5 @@ def tenants_report(client, tenant_ids=None, mounts=None, now=None, due_soon_days
         summary[level] = sum(1 for t in tenants if t["urgency"] == level)
     for status in ("active", "expired", "revoked", "missing"):
         summary["keys_%s" % status] = sum(1 for t in tenants for k in t["keys"].values() if k["status"] == status)
+    summary["without_contact"] = sorted(t["tenant_id"] for t in tenants if not t["notified"])
     return tenants, summary

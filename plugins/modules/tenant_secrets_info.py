@@ -108,6 +108,9 @@ tenants:
     migrated_at:
       description: Last migration time from the record, or null.
       type: str
+    notified:
+      description: Whether the record has a C(contact_email), so the tenant is told of rotations and migrations.
+      type: bool
     keys:
       description:
         - C(admin) and C(tenant) key status - present, status, state, fingerprint, key_type,
@@ -125,10 +128,12 @@ tenants:
       type: dict
       sample: {"domain": "t1.example.com", "selectors": ["dkim"], "present": true}
 summary:
-  description: Counts - total, critical, warning, ok, keys_active, keys_expired, keys_revoked, keys_missing, and generated_at.
+  description:
+    - Counts - total, critical, warning, ok, keys_active, keys_expired, keys_revoked, keys_missing, and generated_at.
+    - C(without_contact) - the tenants whose record has no C(contact_email) (never told of a rotation or a migration).
   returned: success
   type: dict
-  sample: {"total": 3, "critical": 1, "warning": 1, "ok": 1, "generated_at": "2026-11-23T10:44:12Z"}
+  sample: {"total": 3, "critical": 1, "warning": 1, "ok": 1, "generated_at": "2026-11-23T10:44:12Z", "without_contact": ["t3"]}
 """
 
 

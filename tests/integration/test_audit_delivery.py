@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.support.ansible_run import COLLECTIONS, run_playbook
+from tests.support.ansible_run import COLLECTIONS, REPO, run_playbook
 from tests.support.receivers import SmtpServer, SyslogReceiver, Webhook
 from tests.support.tls import TestCA
 from tests.support.wait import wait_until
@@ -253,3 +253,46 @@ def test_without_a_file_the_run_is_chained_for_syslog_and_needs_a_remote_sink(tm
     assert not [p for p in private_tmp.iterdir() if p.name.startswith("penguinmails-audit-")]  # removed at the end
     lost = run_playbook(loop, env=callback_env("", TMPDIR=str(private_tmp)), tmp_path=tmp_path)
     assert lost.returncode == 2 and "audit event ssh_key_rotated reached no sink (no sink is configured)" in lost.stdout
+
+
+SINKS_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Where do the alerts go
+      penguinmails.vps.audit_sinks_info:
+      register: alerts
+    - name: Show it
+      ansible.builtin.debug:
+        msg: "SINKS={{ alerts.alert_sinks | join(',') }} UNHEARD={{ alerts.unheard }} CALLBACK={{ alerts.callback_enabled }}"
+"""
+
+
+@pytest.mark.parametrize("extra, sinks, warned", [
+    (None, [], "the audit callback is not enabled"),
+    ({}, [], "the audit callback writes the audit file only"),
+    ({"PENGUINMAILS_AUDIT_SYSLOG": "127.0.0.1:9", "PENGUINMAILS_AUDIT_ALERT_EMAIL_TO": "ops@example.com"},
+     ["alert email", "syslog"], None),
+])
+def test_a_run_whose_alerts_reach_no_one_says_so(tmp_path, extra, sinks, warned):
+    """Issue 21, loud when unheard: a scheduled run with no alert sink warns at its start; one with a sink names it."""
+    env = None if extra is None else callback_env(tmp_path / "audit.jsonl", **extra)
+    proc = run_playbook(SINKS_PLAY, env=env, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SINKS=%s UNHEARD=%s CALLBACK=%s" % (",".join(sinks), not sinks, extra is not None) in proc.stdout
+    said = " ".join((proc.stdout + proc.stderr).split())
+    if warned:
+        assert "[WARNING]: no alert of this run can reach anyone: %s" % warned in said
+    else:
+        assert "[WARNING]" not in said
+
+
+def test_the_scheduled_playbooks_say_where_their_alerts_go_first():
+    """rotate (rotate_all), backup, report and vault_history start with tasks/alert_sinks.yml."""
+    import yaml
+
+    for name in ("rotate", "backup", "report", "vault_history"):
+        with open(os.path.join(REPO, "playbooks", name + ".yml")) as handle:
+            plays = yaml.safe_load(handle)
+        local = [play for play in plays if play.get("hosts") == "localhost"][0]
+        assert local["tasks"][0].get("ansible.builtin.include_tasks") == "tasks/alert_sinks.yml", name

@@ -446,6 +446,8 @@ LOCALHOST_CASES = """
           - {action: ssh_key_rotated, tenant_id: "@tid@", status: failure, details: {role: tenant, error: refused}}
       register: r_audit_event__events
     - {penguinmails.vps.audit_event: {events: []}, register: r_audit_event__no_events}
+    # --- audit_sinks_info (the callback is on, the audit file only: unheard)
+    - {penguinmails.vps.audit_sinks_info: {}, register: r_audit_sinks_info__file_only}
     - {penguinmails.vps.audit_verify: {path: "@audit_file@"}, register: r_audit_verify__intact}
     - {penguinmails.vps.audit_verify: {path: "@dest@/missing.jsonl"}, ignore_errors: true, register: r_audit_verify__missing}
 """
