@@ -126,7 +126,7 @@ def test_isolation_matrix(configured):
         (a, "POST", "/v1/vps/data/tenantB/tenant_ssh_download", 403),
         (a, "POST", "/v1/vps/data/tenantX/tenant_ssh_download", 403),
         (a, "DELETE", "/v1/vps/data/tenantA/tenant_ssh_download", 403),
-        (nometa, read, "/v1/vps/data//tenant_ssh_download", 403),
+        (nometa, read, "/v1/vps/data/tenantA/tenant_ssh_download", 403),
         (a, "POST", "/v1/vps/data/tenantA/tenant_ssh_download", 200),
         (a, "LIST", "/v1/vps/metadata", 403),
         (a, read, "/v1/smtp/data/tenantA/admin", 403),
