@@ -56,7 +56,7 @@ ALLOWED = [
     "MANIFEST.json", "FILES.json", "README.md", "LICENSE", "CHANGELOG.md", "requirements.txt", "bindep.txt",
     "changelogs/changelog.yaml",
     "meta/runtime.yml", "meta/execution-environment.yml",
-    "docs/*.md", "docs/awx/*.yml", "docs/awx/credential_types/*.yml", "docs/awx/surveys/*.yml",
+    "docs/*.md", "docs/audit-event.schema.json", "docs/awx/*.yml", "docs/awx/credential_types/*.yml", "docs/awx/surveys/*.yml",
     # the AWX wrapper project (docs/awx.md): a playbook per job template, its ansible.cfg and collection pin
     "docs/awx/project/*.yml", "docs/awx/project/ansible.cfg", "docs/awx/project/collections/requirements.yml",
     "playbooks/*.yml", "playbooks/tasks/*.yml", "playbooks/tasks/*/*.yml", "playbooks/templates/*.j2",
