@@ -123,9 +123,9 @@ def main(argv=None):
             print("   tenant notified: %s" % note)
         print("   audit events:")
         for event in events:
-            print("     %s %-28s %-8s %-8s tenant=%s ip=%s" % (
+            print("     %s %-28s %-8s %-8s tenant=%s vps=%s from=%s" % (
                 event.get("timestamp", "")[11:19], event.get("action"), event.get("status"), event.get("severity"),
-                event.get("tenantId"), event.get("ipAddress")))
+                event.get("tenantId"), (event.get("details") or {}).get("vps_ip") or "-", event.get("ipAddress") or "-"))
         print("   playbook time %.1fs" % migrate_time)
         actions = [event.get("action") for event in events]
         ok = (proc.returncode == 0 and "vps_migration_completed" in actions and "smtp_credentials_recovered" in actions
