@@ -131,10 +131,12 @@ def test_rotate_download_key_and_migrate_run_as_awx_jobs(lab, automation, tenant
     migrate.run("migrate.yml", survey_name="migrate", answers={"tenant_id": tid, "reason": "upgrade"}, extra_vars=lab_vars)
     assert migrate.result.rc == 0, migrate.stdout()[-6000:]
     record = seed.read_record(lab, tid)
-    assert record["vps_ip"] != tenant["old_vps"]["ip"] and seed.instances_named(lab, tenant["old_vps"]["name"]) == []
+    # an upgrade keeps the old VPS (wiped); only a compromise destroys it by default
+    assert record["vps_ip"] != tenant["old_vps"]["ip"] and len(seed.instances_named(lab, tenant["old_vps"]["name"])) == 1
     assert seed.dns_query(lab, tenant["mail_host"] + ".", "A") == [record["vps_ip"]]
     completed = [e for e in read_events(audit_file) if e["action"] == "vps_migration_completed" and e["tenantId"] == tid]
     assert len(completed) == 1 and completed[0]["context"]["awx_job_id"] == "203"
+    assert completed[0]["userAgent"].endswith(" awx-job/203")  # the specification's userAgent: the client and the job
 
     # No job event holds a secret: tokens, the AppRole secret id, API and TSIG keys, passwords, every private key.
     secrets = secrets_of(lab, tenant) + [automation[2], token, lab["dns"]["tsig_secret"], lab["hostwinds"]["api_key"]]
