@@ -338,6 +338,7 @@ def test_compromise_rotates_every_exposed_secret_before_the_new_vps_gets_anythin
     (note,) = notices(lab, new_host, tenant)
     body = note.get_content()
     assert "did not change" not in body and "download your new key" in body and record["dkim_selector"] in body
+    assert "ansible-playbook penguinmails.vps.tenant_download_key -e tenant_id=%s" % tid in body  # the tenant does it alone
     with open(audit_file) as handle:
         assert_no_secrets(lab, tenant, output, handle.read())
 
