@@ -232,3 +232,27 @@ def test_accept_mail_loss_is_validated_like_the_other_inputs(lab, workdir):
     assert proc.returncode == 2
     assert "migrate: migrate_accept_mail_loss must be one of true, false, yes, no, not 'maybe'" in proc.stdout
     assert seed.read_record(lab, tenant.tenant_id) is None and seed.read_events(audit_file) == []
+
+
+def test_a_dead_old_vps_without_a_backup_stops_with_the_reason_before_the_switch(lab, workdir, tenant_of):
+    """Seen (issue 23): old VPS's sshd frozen, no backup, reason=failure: the run stopped at "Report what was moved"
+    with a template error ('dict object' has no attribute 'snapshot') instead of the intended message, because a
+    failed restore registered under failed_when: false did not look failed."""
+    tenant = tenant_of()
+    old = tenant["old_vps"]
+    fill(tenant, "z", inbox=1, archive=1, smtp=0)
+    kill_sshd(lab, tenant)
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    proc = seed.run_migrate(lab, tenant, workdir, reason="failure", audit_file=audit_file)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-5000:]
+    assert "has no attribute" not in output
+    assert "does not answer" in output and "no backup can be restored" in output, output[-5000:]
+    assert "migrate_accept_mail_loss=true" in output
+    (failed,) = events_of(audit_file, tenant, "vps_migration_failed")
+    assert failed["details"]["step"] == "mail_copied" and failed["severity"] == "critical"
+    assert events_of(audit_file, tenant, "mail_copied") == [] and events_of(audit_file, tenant, "mail_loss_accepted") == []
+    # Before the DNS switch nothing of the old VPS or DNS changed.
+    assert seed.dns_query(lab, tenant["mail_host"] + ".", "A") == [old["ip"]]
+    assert len(seed.instances_named(lab, old["name"])) == 1
+    assert os.listdir(os.path.join(lab.state_dir, "hosts", old["lab_host"], "fs", "mailu", "mail"))
