@@ -28,74 +28,49 @@ __metaclass__ = type
 import json
 import os
 import sys
+import types
 
-try:
-    from ansible_collections.penguinmails.vps.plugins.module_utils.audit_chain import (  # noqa: F401 (re-exported)
-        CHAIN_FIELDS,
-        GENESIS_HASH,
-        chain,
-        checkpoint_record,
-        event_hash,
-        load_anchors,
-        verify_file,
-        verify_lines,
-    )
-    from ansible_collections.penguinmails.vps.plugins.module_utils.audit_format import (  # noqa: F401 (re-exported)
-        ACTIONS,
-        AUDIT_EVENT_MUTUALLY_EXCLUSIVE,
-        AUDIT_EVENT_REQUIRED_ONE_OF,
-        EVENT_FIELDS,
-        GENERIC_FIELDS,
-        KNOWN_ACTIONS,
-        AuditError,
-        audit_event_argument_spec,
-        build_event,
-        detail_fields,
-        filter_details,
-        iso_timestamp,
-        normalize_event,
-    )
-    from ansible_collections.penguinmails.vps.plugins.module_utils.audit_redact import REDACTED, redact, redact_text  # noqa: F401
-    from ansible_collections.penguinmails.vps.plugins.module_utils.audit_sinks import (  # noqa: F401 (re-exported)
-        EmailSink,
-        FileSink,
-        SyslogSink,
-        WebhookSink,
-    )
-except ImportError:  # run as a file (python3 audit.py verify FILE): the sibling files, stdlib only
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from audit_chain import (  # noqa: F401
-        CHAIN_FIELDS,
-        GENESIS_HASH,
-        chain,
-        checkpoint_record,
-        event_hash,
-        load_anchors,
-        verify_file,
-        verify_lines,
-    )
-    from audit_format import (  # noqa: F401
-        ACTIONS,
-        AUDIT_EVENT_MUTUALLY_EXCLUSIVE,
-        AUDIT_EVENT_REQUIRED_ONE_OF,
-        EVENT_FIELDS,
-        GENERIC_FIELDS,
-        KNOWN_ACTIONS,
-        AuditError,
-        audit_event_argument_spec,
-        build_event,
-        detail_fields,
-        filter_details,
-        iso_timestamp,
-        normalize_event,
-    )
-    from audit_redact import REDACTED, redact, redact_text  # noqa: F401
-    from audit_sinks import (  # noqa: F401
-        EmailSink,
-        FileSink,
-        SyslogSink,
-        WebhookSink,
-    )
+if __name__ == "__main__" and not __package__:
+    # Run as a file (python3 audit.py verify FILE, stdlib only): the files beside this one stand for the collection's
+    # module_utils package, so that the parts import each other by their package names as everywhere else.
+    PACKAGE = "ansible_collections.penguinmails.vps.plugins.module_utils"
+    for depth in range(1, PACKAGE.count(".") + 2):
+        name = ".".join(PACKAGE.split(".")[:depth])
+        sys.modules[name] = types.ModuleType(name)
+        sys.modules[name].__path__ = [os.path.dirname(os.path.abspath(__file__))] if name == PACKAGE else []
+
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit_chain import (
+    CHAIN_FIELDS,
+    GENESIS_HASH,
+    chain,
+    checkpoint_record,
+    event_hash,
+    load_anchors,
+    verify_file,
+    verify_lines,
+)
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit_format import (
+    ACTIONS,
+    AUDIT_EVENT_MUTUALLY_EXCLUSIVE,
+    AUDIT_EVENT_REQUIRED_ONE_OF,
+    EVENT_FIELDS,
+    GENERIC_FIELDS,
+    KNOWN_ACTIONS,
+    AuditError,
+    audit_event_argument_spec,
+    build_event,
+    detail_fields,
+    filter_details,
+    iso_timestamp,
+    normalize_event,
+)
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit_redact import REDACTED, redact, redact_text
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit_sinks import (
+    EmailSink,
+    FileSink,
+    SyslogSink,
+    WebhookSink,
+)
 
 # The names of the parts (audit_format, audit_redact, audit_chain, audit_sinks) stay importable from here.
 __all__ = [

@@ -13,16 +13,10 @@ import hmac
 import json
 import os
 import re
-import sys
 import socket
 import uuid
 
-try:
-    from ansible_collections.penguinmails.vps.plugins.module_utils.audit_format import CHAIN_BREAK_ACTION, CHECKPOINT_ACTION, AuditError, _short, iso_timestamp
-except ImportError:  # run as a file (python3 audit.py verify FILE): the sibling files, stdlib only
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from audit_format import CHAIN_BREAK_ACTION, CHECKPOINT_ACTION, AuditError, _short, iso_timestamp
-
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit_format import CHAIN_BREAK_ACTION, CHECKPOINT_ACTION, AuditError, _short, iso_timestamp
 GENESIS_HASH = "0" * 64
 CHAIN_FIELDS = ("chain_id", "seq", "prev_hash", "hash_alg", "hash")
 

@@ -11,14 +11,8 @@ __metaclass__ = type
 import datetime
 import os
 import re
-import sys
 
-try:
-    from ansible_collections.penguinmails.vps.plugins.module_utils.audit_redact import redact, redact_text
-except ImportError:  # run as a file (python3 audit.py verify FILE): the sibling files, stdlib only
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from audit_redact import redact, redact_text
-
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit_redact import redact, redact_text
 STATUSES = ("success", "failure")
 SEVERITIES = ("info", "warning", "critical")
 ACTION_PATTERN = r"^[a-z][a-z0-9_]{2,63}$"

@@ -12,31 +12,18 @@ import hmac
 import json
 import os
 import re
-import sys
 import socket
 import ssl
 import time
 
-try:
-    from ansible_collections.penguinmails.vps.plugins.module_utils.audit_chain import GENESIS_HASH, _as_event, _key_bytes, chain, new_chain_id
-    from ansible_collections.penguinmails.vps.plugins.module_utils.audit_format import (
-        CHAIN_BREAK_ACTION,
-        AuditError,
-        _short,
-        build_event,
-        iso_timestamp,
-    )
-except ImportError:  # run as a file (python3 audit.py verify FILE): the sibling files, stdlib only
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from audit_chain import GENESIS_HASH, _as_event, _key_bytes, chain, new_chain_id
-    from audit_format import (
-        CHAIN_BREAK_ACTION,
-        AuditError,
-        _short,
-        build_event,
-        iso_timestamp,
-    )
-
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit_chain import GENESIS_HASH, _as_event, _key_bytes, chain, new_chain_id
+from ansible_collections.penguinmails.vps.plugins.module_utils.audit_format import (
+    CHAIN_BREAK_ACTION,
+    AuditError,
+    _short,
+    build_event,
+    iso_timestamp,
+)
 try:  # POSIX only; the file sink degrades to unlocked appends elsewhere.
     import fcntl
 except ImportError:  # pragma: no cover

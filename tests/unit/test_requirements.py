@@ -39,8 +39,6 @@ def imported_top_level_names():
                 else:
                     continue
                 for module in found:
-                    if os.path.exists(os.path.join(REPO, "plugins", "module_utils", module.split(".")[0] + ".py")):
-                        continue  # a sibling, imported by the audit files when run as a file (verify)
                     names.setdefault(module.split(".")[0], set()).add(os.path.relpath(path, REPO))
     return names
 
