@@ -125,8 +125,9 @@ def filter_details(action, details):
     allowed = detail_fields(action)
     kept = {}
     for key, value in details.items():
-        if isinstance(key, str) and snake_case(key) in allowed:
-            kept[snake_case(key)] = value
+        name = snake_case(key) if isinstance(key, str) else None
+        if name in allowed:
+            kept[name] = value
     dropped = len(details) - len(kept)
     if dropped:
         kept["dropped_fields"] = dropped
