@@ -24,6 +24,7 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.audit_format impo
     build_event,
     iso_timestamp,
 )
+from ansible_collections.penguinmails.vps.plugins.module_utils.mailer import tls_context as mailer_tls_context
 try:  # POSIX only; the file sink degrades to unlocked appends elsewhere.
     import fcntl
 except ImportError:  # pragma: no cover
@@ -226,13 +227,8 @@ def _host_port(text, default_port):
 
 def tls_context(validate_certs=True, ca_path=None):
     """The client TLS context of the alert mail: verified against the system CAs (or ``ca_path``)."""
-    if not validate_certs:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
     try:
-        return ssl.create_default_context(cafile=ca_path) if ca_path else ssl.create_default_context()
+        return mailer_tls_context(validate_certs, ca_path)
     except (IOError, OSError, ssl.SSLError) as exc:
         raise AuditError("cannot load the CA file %s: %s" % (ca_path, getattr(exc, "strerror", None) or type(exc).__name__))
 
