@@ -230,6 +230,7 @@ def plan(source, target, mode):
 RECEIVER = r'''
 import json, os, re, sys, tarfile, time
 root, mode, action = sys.argv[1], sys.argv[2], sys.argv[3]
+batch_files = int(sys.argv[4]) if len(sys.argv) > 4 else BATCH_FILES
 ACCOUNT = re.compile(r"[A-Za-z0-9!#$%&'*+=?^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 PART = re.compile(r"[^/\x00-\x1f\x7f]{1,255}\Z")
 FLAGS = re.compile(r"[A-Za-z]*\Z")
@@ -451,7 +452,7 @@ for member in stream:
         continue
     batch.append((tmp, final, kind, size))
     batch_bytes += size
-    if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES or time.monotonic() - batch_started >= BATCH_SECONDS:
+    if len(batch) >= batch_files or batch_bytes >= BATCH_BYTES or time.monotonic() - batch_started >= BATCH_SECONDS:
         commit(batch)
         batch, batch_bytes, batch_started = [], 0, time.monotonic()
 commit(batch)
@@ -462,11 +463,15 @@ for _name in ("BATCH_FILES", "BATCH_BYTES", "BATCH_SECONDS"):
     RECEIVER = RECEIVER.replace(_name, str(globals()[_name]))
 
 
-def receiver_command(root, mode, action="receive", python="python3"):
-    """The target's command: the receiver's source travels in the command line, base64 (nothing to install)."""
+def receiver_command(root, mode, action="receive", python="python3", batch_files=None):
+    """The target's command: the receiver's source travels in the command line, base64 (nothing to install).
+
+    ``batch_files``: files per durable batch (the default :data:`BATCH_FILES`; smaller only for tests).
+    """
     code = base64.b64encode(RECEIVER.encode("utf-8")).decode("ascii")
     bootstrap = "import base64,sys;exec(base64.b64decode(sys.argv.pop(1)))"
-    return " ".join(shlex.quote(part) for part in (python, "-c", bootstrap, code, root, mode, action))
+    extra = (str(int(batch_files)),) if batch_files else ()
+    return " ".join(shlex.quote(part) for part in (python, "-c", bootstrap, code, root, mode, action) + extra)
 
 
 def tar_command(root):
@@ -769,12 +774,23 @@ class Progress(object):
                 "bytes_per_second": int(self.bytes / seconds), "lines": list(self.lines[-MAX_PROGRESS_LINES:])}
 
 
+def _both_reports(first, second):
+    if second is None:
+        return first
+
+    def both(report):
+        first(report)
+        second(report)
+    return both
+
+
 def sync(source, target, mode, root=DEFAULT_MAIL_ROOT, target_root=None, timeout=3600, check_mode=False, show=None,
-         progress_every=3.0):
+         progress_every=3.0, on_report=None, batch_files=None):
     """Sync the mailboxes of ``source`` onto ``target`` (:class:`Endpoint`); a result dict.
 
     One SSH connection per host for the whole sync (:class:`Shared`), both hosts listed at once, then the stream;
-    ``show`` gets the progress lines while it runs (see :class:`Progress`), the result keeps the figures.
+    ``show`` gets the progress lines while it runs (see :class:`Progress`), the result keeps the figures;
+    ``on_report`` each of the receiver's reports (a dict, one per durable batch) as it comes.
     """
     deadline = Deadline(timeout)
     target_root = target_root or root
@@ -791,8 +807,9 @@ def sync(source, target, mode, root=DEFAULT_MAIL_ROOT, target_root=None, timeout
             result["flag_updates"] = apply_renames(target, target_root, planned.renames, deadline)
             if planned.copy:
                 feed = b"".join(rel.encode("utf-8") + b"\0" for rel in planned.copy)
-                report = pipe(source.command(tar_command(root)), target.command(receiver_command(target_root, mode)),
-                              deadline, feed=feed, on_report=progress.update)
+                report = pipe(source.command(tar_command(root)),
+                              target.command(receiver_command(target_root, mode, batch_files=batch_files)),
+                              deadline, feed=feed, on_report=_both_reports(progress.update, on_report))
                 result["messages"] = report["messages"]
                 result["bytes"] = report["bytes"]
                 result["meta_files"] = report["meta_files"]
