@@ -116,10 +116,12 @@ def main():
     parser.add_argument("--messages", type=int, default=10000)
     parser.add_argument("--folders", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--compress", action="store_true", help="also time ours with compression on the wire")
     parser.add_argument("--no-dsync", action="store_true", help="leave Dovecot's dsync out (no Mailu daemons)")
     parser.add_argument("--json")
     args = parser.parse_args()
-    keys = ["ours", "rsync", "ours_rerun", "rsync_rerun"] + ([] if args.no_dsync else ["dsync", "dsync_rerun"])
+    keys = (["ours", "rsync", "ours_rerun", "rsync_rerun"] + ([] if args.no_dsync else ["dsync", "dsync_rerun"])
+            + (["ours_compressed"] if args.compress else []))
     results = {key: [] for key in keys}
     load_before = load()
     with MailLab() as lab:
@@ -158,6 +160,12 @@ def main():
             report = maildir_sync.sync(ends["mcold"], ends["mcnew"], "merge", timeout=3600)
             results["ours_rerun"].append(time.monotonic() - started)
             assert report["messages"] == 0, report
+            if args.compress:
+                clear(new.path("/mailu/mail"))
+                started = time.monotonic()
+                report = maildir_sync.sync(ends["mcold"], ends["mcnew"], "copy", timeout=3600, compress=True)
+                results["ours_compressed"].append(time.monotonic() - started)
+                assert report["messages"] == args.messages, report
             clear(new.path("/mailu/mail-rsync"))
             for key in ("rsync", "rsync_rerun"):
                 started = time.monotonic()

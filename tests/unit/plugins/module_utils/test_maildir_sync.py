@@ -199,6 +199,16 @@ def test_the_receiver_removes_what_a_killed_receiver_left_in_tmp(tmp_path):
     assert not os.path.exists(left) and os.path.exists(alive) and os.path.exists(dovecots)
 
 
+def test_a_compressed_stream_arrives_the_same(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write(src, "%s/cur/1.M1.h:2,S" % USER, b"text " * 1000, mtime=1_600_000_000)
+    write(src, "%s/dovecot-uidlist" % USER, b"3 V1 N2\n1 :1.M1.h\n")
+    result = ms.sync(local("old"), local("new"), "copy", root=src, target_root=dst, compress=True)
+    assert (result["messages"], result["bytes"], result["meta_files"]) == (1, 5000, 1)
+    assert open(os.path.join(dst, "%s/cur/1.M1.h:2,S" % USER), "rb").read() == b"text " * 1000
+    assert "gzip -1" in ms.tar_command(src, compress=True) and "gzip" not in ms.tar_command(src)
+
+
 def test_an_empty_stream_touches_nothing(tmp_path):
     root = str(tmp_path / "dst")
     proc = subprocess.run(local("new").command(ms.receiver_command(root, "copy")), input=stream([]),
@@ -261,7 +271,7 @@ def test_a_shared_connection_comes_before_the_callers_ssh_options(tmp_path):
 def test_the_task_names_the_rule_that_failed(change, message):
     params = {"source_host": "203.0.113.1", "source_ssh_args": "", "target_host": "203.0.113.2", "target_ssh_args": "",
               "user": "root", "mail_root": "/mailu/mail", "mode": "copy", "timeout": 60, "connect_timeout": 5,
-              "progress_interval": 5}
+              "progress_interval": 5, "compress": False}
     params.update(change)
     with pytest.raises(ms.SyncError, match=message):
         ms.run_task(params)
