@@ -41,6 +41,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import functools
 import json
 import os
 import re
@@ -89,6 +90,12 @@ def classify(rel):
     """
     if not isinstance(rel, str):
         return None
+    return _classify(rel)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _classify(rel):
+    # Planning a sync asks about every path several times (listing, plan, summary): answered once per path.
     parts = rel.split("/")
     if not parts or not _ACCOUNT_RE.match(parts[0]) or not all(_part_ok(part) for part in parts):
         return None
