@@ -69,6 +69,8 @@ BATCH_SECONDS = 2.0
 MAX_PROGRESS_LINES = 50
 # A shared SSH connection left behind (a killed controller) closes itself after this long unused.
 SHARE_IDLE_SECONDS = 60
+# Seconds before the source's clock at its listing that the next changed_since starts.
+CLOCK_MARGIN = 5.0
 
 
 class SyncError(Exception):
@@ -130,10 +132,18 @@ def message_name(base, flags):
 # ---------------------------------------------------------------------------------------
 # Listings
 # ---------------------------------------------------------------------------------------
-def list_command(root):
-    """Shell command that lists the regular files below ``root`` (``size mtime relpath`` NUL-terminated)."""
+def list_command(root, changed_since=None, clock=False):
+    """Shell command that lists the regular files below ``root`` (``size mtime relpath`` NUL-terminated).
+
+    ``changed_since`` (the host's epoch seconds): only files created, renamed or changed since (their ctime: a new
+    message, a flag set, Dovecot's rewritten uidlist); ``clock``: first a ``clock <epoch>`` entry, the host's time
+    before it lists (the ``changed_since`` of the next sync).
+    """
     q = shlex.quote(root)
-    return ("if [ -d %s ]; then cd %s && find . -mindepth 1 -xdev -type f -printf '%%s %%T@ %%P\\0'; fi" % (q, q))
+    newer = " -newerct @%.3f" % float(changed_since) if changed_since else ""
+    first = "printf 'clock %s\\0' \"$(date +%s.%N)\"; " if clock else ""
+    return ("%sif [ -d %s ]; then cd %s && find . -mindepth 1 -xdev -type f%s -printf '%%s %%T@ %%P\\0'; fi"
+            % (first, q, q, newer))
 
 
 def parse_listing(data):
@@ -577,6 +587,17 @@ def listing(endpoint, root, timeout=300):
     return parse_listing(endpoint.run(list_command(root), timeout=timeout))
 
 
+def timed_listing(endpoint, root, changed_since=None, timeout=300):
+    """``(files, clock)``: :func:`listing` (of what changed since ``changed_since``) and the host's time before it."""
+    data = endpoint.run(list_command(root, changed_since=changed_since, clock=True), timeout=timeout)
+    head, _sep, _rest = data.partition(b"\0")
+    try:
+        clock = float(head.decode("ascii").split(" ", 1)[1]) if head.startswith(b"clock ") else None
+    except (UnicodeDecodeError, ValueError, IndexError):
+        clock = None
+    return parse_listing(data), clock
+
+
 class Deadline(object):
     def __init__(self, seconds, clock=time.monotonic):
         self.clock = clock
@@ -796,23 +817,28 @@ def _both_reports(first, second):
 
 
 def sync(source, target, mode, root=DEFAULT_MAIL_ROOT, target_root=None, timeout=3600, check_mode=False, show=None,
-         progress_every=3.0, on_report=None, batch_files=None, compress=False):
+         progress_every=3.0, on_report=None, batch_files=None, compress=False, changed_since=None):
     """Sync the mailboxes of ``source`` onto ``target`` (:class:`Endpoint`); a result dict.
 
     One SSH connection per host for the whole sync (:class:`Shared`), both hosts listed at once, then the stream;
     ``show`` gets the progress lines while it runs (see :class:`Progress`), the result keeps the figures;
-    ``on_report`` each of the receiver's reports (a dict, one per durable batch) as it comes.
+    ``on_report`` each of the receiver's reports (a dict, one per durable batch) as it comes. ``changed_since``
+    (the ``source_time`` of an earlier sync): the source lists only what changed since then (the final delta).
     """
     deadline = Deadline(timeout)
     target_root = target_root or root
     with Shared(source, target):
-        source_files, target_files = _all([lambda: listing(source, root, timeout=max(1, int(deadline.left()))),
-                                           lambda: listing(target, target_root, timeout=max(1, int(deadline.left())))])
+        listed = _all([
+            lambda: timed_listing(source, root, changed_since=changed_since, timeout=max(1, int(deadline.left()))),
+            lambda: listing(target, target_root, timeout=max(1, int(deadline.left())))])
+        (source_files, source_time), target_files = listed[0], listed[1]
         planned = plan(source_files, target_files, mode)
         result = planned.result()
         result["source"] = summary(source_files)
         result["changed"] = planned.changed
         result["listing_seconds"] = round(deadline.elapsed(), 3)
+        # A little before the source's clock when it listed: a file renamed while find ran is listed again next time.
+        result["source_time"] = round(source_time - CLOCK_MARGIN, 3) if source_time else 0.0
         progress = Progress("mail copy", planned.messages, planned.bytes, show=show, every=progress_every)
         if not check_mode and planned.changed:
             result["flag_updates"] = apply_renames(target, target_root, planned.renames, deadline)
@@ -845,6 +871,7 @@ def argument_spec():
         connect_timeout=dict(type="int", default=15),
         progress_interval=dict(type="int", default=5),
         compress=dict(type="bool", default=False),
+        changed_since=dict(type="float"),
     )
 
 
@@ -863,7 +890,7 @@ def run_task(params, check_mode=False, show=None):
     try:
         result = sync(source, target, params["mode"], root=params["mail_root"], timeout=params["timeout"],
                       check_mode=check_mode, show=show, progress_every=params["progress_interval"],
-                      compress=params["compress"])
+                      compress=params["compress"], changed_since=params["changed_since"])
     except SyncError as exc:
         raise SyncError("mailbox copy %s -> %s: %s" % (params["source_host"], params["target_host"], exc))
     result.setdefault("refused", 0)

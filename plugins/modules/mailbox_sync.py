@@ -93,6 +93,13 @@ options:
       - Seconds to wait for each SSH connection.
     type: int
     default: 15
+  changed_since:
+    description:
+      - The RV(source_time) of an earlier complete run between the same hosts; the source then lists only the files
+        created, renamed or changed since (new mail, flags set, Dovecot's rewritten C(dovecot-uidlist)), so the
+        final delta costs what changed, not a listing of every message. The target is still listed in full.
+      - Only after a run that finished; a copy that stopped part-way is resumed without it.
+    type: float
   compress:
     description:
       - Compress the stream on the source (C(gzip -1); the receiver reads either). Mail text shrinks to a third or
@@ -168,6 +175,13 @@ seconds:
   description: Time the copy took, listings included.
   returned: always
   type: float
+source_time:
+  description:
+    - The source's clock (epoch seconds) when it was listed, a few seconds early; the O(changed_since) of the next
+      run (the final delta). 0 when the source's C(date) cannot tell it.
+  returned: always
+  type: float
+  sample: 1764950000.25
 listing_seconds:
   description: Time the two listings took (both hosts listed at once, connections included).
   returned: always

@@ -179,8 +179,8 @@ def test_the_receiver_makes_batches_durable_and_the_uidlist_last(tmp_path):
                           input=stream(members), capture_output=True, check=True)
     reports = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     # One report per durable batch of 2 messages, then the rest, then Dovecot's files, then the final one.
-    assert [(r["messages"], r["meta_files"], r["final"]) for r in reports] == [(2, 0, False), (4, 0, False), (5, 0, False),
-                                                                             (5, 1, False), (5, 1, True)]
+    expected = [(2, 0, False), (4, 0, False), (5, 0, False), (5, 1, False), (5, 1, True)]
+    assert [(r["messages"], r["meta_files"], r["final"]) for r in reports] == expected
     assert sorted(tree(root)) == sorted(["%s/dovecot-uidlist" % USER] + [name for name, _data in members if "/cur/" in name])
     assert ms.receiver_command(root, "copy").split()[-1] == "receive"  # the default batch size is not on the line
 
@@ -271,7 +271,26 @@ def test_a_shared_connection_comes_before_the_callers_ssh_options(tmp_path):
 def test_the_task_names_the_rule_that_failed(change, message):
     params = {"source_host": "203.0.113.1", "source_ssh_args": "", "target_host": "203.0.113.2", "target_ssh_args": "",
               "user": "root", "mail_root": "/mailu/mail", "mode": "copy", "timeout": 60, "connect_timeout": 5,
-              "progress_interval": 5, "compress": False}
+              "progress_interval": 5, "compress": False, "changed_since": None}
     params.update(change)
     with pytest.raises(ms.SyncError, match=message):
         ms.run_task(params)
+
+
+def test_the_final_delta_lists_only_what_changed_on_the_source(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    for n in range(5):
+        write(src, "%s/cur/%d.M%d.h:2," % (USER, n, n), b"old mail %d" % n)
+    copied = ms.sync(local("old"), local("new"), "copy", root=src, target_root=dst)
+    assert copied["messages"] == 5 and copied["source_time"] > 0
+    since = copied["source_time"] + ms.CLOCK_MARGIN  # the source's clock when it listed
+    os.unlink(os.path.join(dst, "%s/cur/0.M0.h:2," % USER))  # unchanged on the source: not listed again
+    write(src, "%s/new/9.M9.h" % USER, b"arrived after the copy")
+    os.rename(os.path.join(src, "%s/cur/1.M1.h:2," % USER), os.path.join(src, "%s/cur/1.M1.h:2,S" % USER))  # read there
+    delta = ms.sync(local("old"), local("new"), "merge", root=src, target_root=dst, changed_since=since)
+    assert delta["source"]["messages"] == 2  # the new message and the one whose flags changed, nothing else
+    assert (delta["messages"], delta["flag_updates"]) == (1, 1)
+    assert "%s/cur/1.M1.h:2,S" % USER in tree(dst) and "%s/new/9.M9.h" % USER in tree(dst)
+    assert "%s/cur/0.M0.h:2," % USER not in tree(dst)
+    full = ms.sync(local("old"), local("new"), "merge", root=src, target_root=dst)
+    assert full["messages"] == 1 and "%s/cur/0.M0.h:2," % USER in tree(dst)
