@@ -145,15 +145,14 @@ def main():
         rsync = ["rsync", "-a", "-e", rsync_ssh, "root@%s:/mailu/mail/" % old["ip"], "/mailu/mail-rsync/"]
         dsync = (DOVEADM.split() + ["backup", "-R", "-u", USER] + rsync_ssh.split()
                  + ["root@%s" % old["ip"], "%s dsync-server -u %s" % (DOVEADM, USER)])
-        if args.no_dsync:
-            # The delta lists what changed since a few seconds before the copy: the filled maildir must be older.
-            time.sleep(maildir_sync.CLOCK_MARGIN + 1)
-        else:
+        if not args.no_dsync:
             password = "Bench-" + os.urandom(6).hex()
             for host in (old, new):
                 start_mailu(host, password)
             proc = old.exec(DOVEADM.split() + ["mailbox", "status", "-u", USER, "messages", "*"], timeout=600)
             assert proc.returncode == 0, proc.stderr
+        # The delta lists what changed since a few seconds before the copy: the filled maildir must be older.
+        time.sleep(maildir_sync.CLOCK_MARGIN + 1)
         for _round in range(args.repeat):
             clear(new.path("/mailu/mail"))
             started = time.monotonic()
