@@ -104,7 +104,7 @@ options:
     description:
       - Compress the stream on the source (C(gzip -1); the receiver reads either). Mail text shrinks to a third or
         less, so this pays on links slower than the source compresses (tens of MB/s, for example a copy between providers
-        through the controller); on a fast link it costs CPU and time (15% more in the lab, docs/benchmarks.md).
+        through the controller); on a fast link it costs CPU and time (in the lab, up to twice the time).
     type: bool
     default: false
   progress_interval:
