@@ -765,6 +765,7 @@ class Progress(object):
         self.clock = clock
         self.started = clock()
         self.shown = None
+        self.figures_shown = None
         self.messages = 0
         self.bytes = 0
         self.lines = []
@@ -775,8 +776,12 @@ class Progress(object):
             self.messages = int(report.get("messages", 0))
             self.bytes = int(report.get("bytes", 0))
             now = self.clock()
+            figures = (self.messages, self.bytes)
+            if figures == self.figures_shown:
+                return  # nothing new to say (Dovecot's files; the final report after the last batch)
             if self.shown is not None and now - self.shown < self.every and not report.get("final"):
                 return
+            self.figures_shown = figures
             self.shown = now
             line = self.line(now)
             self.lines.append(line)

@@ -16,6 +16,7 @@ import os
 import random
 import secrets
 import shlex
+import shutil
 import signal
 
 import pytest
@@ -23,6 +24,7 @@ import pytest
 from ansible_collections.penguinmails.vps.plugins.module_utils import maildir_sync as ms
 from tests.lab import hosts as lab_hosts
 from tests.lab.mail import MailLab
+from tests.support.ansible_run import run_tasks
 
 DOMAIN = "killcopy.test"
 USER = "tenant@" + DOMAIN
@@ -149,15 +151,29 @@ def dovecot_view(new):
     return view
 
 
-def test_a_copy_killed_at_random_moments_converges_without_partial_or_twice_copied_mail(lab):
-    old, new, source, target = lab
+@pytest.fixture(scope="module")
+def rng():
     seed = int.from_bytes(os.urandom(4), "big")
-    rng = random.Random(seed)
     print("seed %d" % seed)
+    return random.Random(seed)
+
+
+@pytest.fixture(scope="module")
+def filled(lab, rng):
+    """The old host's mail: {(box, base): name}, {(box, base): bytes}."""
+    old = lab[0]
     made = fill(old.path("/mailu/mail"), rng)
-    src_root, dst_root = old.path("/mailu/mail"), new.path("/mailu/mail")
+    src_root = old.path("/mailu/mail")
     original = {key: read(os.path.join(src_root, USER, key[0], "new" if ":2," not in name else "cur", name))
                 for key, name in made.items()}
+    return made, original
+
+
+def test_a_copy_killed_at_random_moments_converges_without_partial_or_twice_copied_mail(lab, rng, filled):
+    old, new, source, target = lab
+    made, original = filled
+    src_root, dst_root = old.path("/mailu/mail"), new.path("/mailu/mail")
+    shutil.rmtree(os.path.join(dst_root, USER), ignore_errors=True)
     killed_rounds = 0
     for round_number in range(4):
         what = rng.choice(KILLS)
@@ -227,3 +243,34 @@ def test_a_copy_killed_at_random_moments_converges_without_partial_or_twice_copi
             assert view[(box, base)][0] == int(uid), (box, base)
     again = ms.sync(source, target, "merge", root="/mailu/mail", timeout=600)
     assert again["changed"] is False and again["messages"] == 0
+
+
+def test_the_operator_sees_the_progress_while_the_copy_runs_and_the_result_keeps_it(lab, tmp_path):
+    old, new, source, target = lab
+    total = ms.BATCH_FILES + 500  # more than one durable batch: at least one line before the end
+    for number in range(total):
+        path = os.path.join(old.path("/mailu/bulk"), "bulk@" + DOMAIN, "cur", "%d.M%dP9.old,S=6:2,S" % (number, number))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(b"bulk\r\n")
+    results, proc = run_tasks("""
+        - penguinmails.vps.mailbox_sync:
+            source_host: "%s"
+            source_ssh_args: "%s"
+            target_host: "%s"
+            target_ssh_args: "%s"
+            mail_root: /mailu/bulk
+            progress_interval: 1
+          register: r_copy
+    """ % (old.ip, " ".join(source.options), new.ip, " ".join(target.options)), tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    copied = results["r_copy"]
+    assert copied["messages"] == total and copied["progress"]["messages"] == total
+    assert copied["progress"]["total_messages"] == total and copied["progress"]["bytes"] == 6 * total
+    shown = [line.split("] ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("[localhost] mail copy: ")]
+    # A line while it ran (the first durable batch), the last one when done; the result keeps what was shown.
+    assert shown == copied["progress"]["lines"] and len(shown) >= 2, proc.stdout[-3000:]
+    done_first = int(shown[0].split(": ", 1)[1].split("/", 1)[0])
+    assert 0 < done_first < total and " s left" in shown[0], shown
+    assert shown[-1].startswith("mail copy: %d/%d messages" % (total, total)) and shown[-1].endswith(", done"), shown
+    assert len(os.listdir(os.path.join(new.path("/mailu/bulk"), "bulk@" + DOMAIN, "cur"))) == total
