@@ -571,8 +571,7 @@ class Shared(object):
         return self
 
     def __exit__(self, *exc):
-        for endpoint in self.endpoints:
-            endpoint.unshare()
+        _all([endpoint.unshare for endpoint in self.endpoints])
         if self.directory:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
