@@ -14,23 +14,27 @@ version_added: 0.3.0
 author:
   - penguinmails.vps developers (@penguinmails)
 description:
-  - Runs on the controller. Lists the mail data under O(mail_root) (Mailu's C(/mailu/mail), Dovecot's Maildir
-    layout) on both hosts over SSH, then streams what the target lacks from C(tar) on the source to a small
+  - Runs on the controller (an action plugin). Lists the mail data under O(mail_root) (Mailu's C(/mailu/mail), Dovecot's Maildir
+    layout) on both hosts at once over SSH (one connection per host for the whole copy), then streams what the target lacks from C(tar) on the source to a small
     receiver (the target's C(python3), standard library only) on the target. The bytes go from one C(ssh) to the
     other through an operating-system pipe; nothing is written on the controller.
   - Only mail data moves - messages of the INBOX and every folder (flags in their names, dates as their
     modification times), Dovecot's C(dovecot-uidlist), C(dovecot-keywords), C(maildirfolder), C(subscriptions) and
     C(dovecot-uidvalidity) files. Never indexes, C(tmp/), links, devices, configuration or executables; the
     receiver refuses any other member, so a compromised source cannot place anything else on the target.
-  - Each file is written to the mailbox's C(tmp/) and renamed in place (as an MTA delivers), so a running Dovecot
-    never sees half a message. A message held by both sides keeps the union of their flags; nothing is deleted
-    on the target. A rerun copies only what is still missing.
+  - Each file is written to the account's C(tmp/); files are made durable in batches (one filesystem sync for
+    the batch, then the renames into C(cur/) and C(new/), then a sync of those directories), and Dovecot's
+    C(dovecot-uidlist) files last, so a running Dovecot never sees half a message and a killed copy leaves
+    nothing but files in C(tmp/) (removed by the next run); a rerun goes on from the last durable batch.
+  - A message held by both sides keeps the union of their flags; nothing is deleted on the target. A rerun copies
+    only what is still missing.
   - O(mode=copy) (before the DNS switch, the target has no user yet) also takes the source's C(dovecot-uidlist)
     of each mailbox, so UIDs and UIDVALIDITY stay what the tenant's IMAP clients know. O(mode=merge) (the final
     delta, when the target already receives mail) never replaces the target's UIDs; Dovecot numbers the added
     messages after its own.
 extends_documentation_fragment:
   - penguinmails.vps.attributes
+  - penguinmails.vps.attributes.action
 attributes:
   check_mode:
     support: full
@@ -38,6 +42,8 @@ attributes:
   diff_mode:
     support: none
     details: No diff is returned.
+  action:
+    details: The copy runs in the controller process, which shows its progress while it runs.
 options:
   source_host:
     description:
@@ -87,6 +93,26 @@ options:
       - Seconds to wait for each SSH connection.
     type: int
     default: 15
+  changed_since:
+    description:
+      - The RV(source_time) of an earlier complete run between the same hosts; the source then lists only the files
+        created, renamed or changed since (new mail, flags set, Dovecot's rewritten C(dovecot-uidlist)), so the
+        final delta costs what changed, not a listing of every message. The target is still listed in full.
+      - Only after a run that finished; a copy that stopped part-way is resumed without it.
+    type: float
+  compress:
+    description:
+      - Compress the stream on the source (C(gzip -1); the receiver reads either). Mail text shrinks to a third or
+        less, so this pays on links slower than the source compresses (tens of MB/s, for example a copy between providers
+        through the controller); on a fast link it costs CPU and time (in the lab, up to twice the time).
+    type: bool
+    default: false
+  progress_interval:
+    description:
+      - Seconds between two progress lines (messages and bytes done of the total, MB/s, the time left) shown to
+        the operator while the copy runs, and so in an AWX job's output. The last line shows when it is done.
+    type: int
+    default: 5
 requirements:
   - OpenSSH client on the controller; GNU C(find) and C(tar) on the source; C(python3) on the target
 notes:
@@ -149,6 +175,49 @@ seconds:
   description: Time the copy took, listings included.
   returned: always
   type: float
+source_time:
+  description:
+    - The source's clock (epoch seconds) when it was listed, a few seconds early; the O(changed_since) of the next
+      run (the final delta). 0 when the source's C(date) cannot tell it.
+  returned: always
+  type: float
+  sample: 1764950000.25
+listing_seconds:
+  description: Time the two listings took (both hosts listed at once, connections included).
+  returned: always
+  type: float
+progress:
+  description:
+    - The figures of the transfer (after the listings), for the migration's record.
+  returned: always
+  type: dict
+  contains:
+    total_messages:
+      description: Messages to copy.
+      type: int
+    total_bytes:
+      description: Bytes of the messages to copy.
+      type: int
+    messages:
+      description: Messages made durable on the target.
+      type: int
+    bytes:
+      description: Bytes of those messages.
+      type: int
+    seconds:
+      description: Time of the transfer.
+      type: float
+    messages_per_second:
+      description: Messages per second.
+      type: float
+    bytes_per_second:
+      description: Message bytes per second.
+      type: int
+    lines:
+      description: The progress lines shown while it ran (at most the last 50).
+      type: list
+      elements: str
+      sample: ["mail copy: 1200/3000 messages, 8.7/21.8 MB, 9.1 MB/s, 1 s left"]
 source:
   description: What the source holds.
   returned: always
@@ -171,36 +240,17 @@ source:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.penguinmails.vps.plugins.module_utils.maildir_sync import Endpoint, SyncError, sync
+from ansible_collections.penguinmails.vps.plugins.module_utils.maildir_sync import SyncError, argument_spec, run_task
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            source_host=dict(type="str", required=True),
-            source_ssh_args=dict(type="str", default=""),
-            target_host=dict(type="str", required=True),
-            target_ssh_args=dict(type="str", default=""),
-            user=dict(type="str", default="root"),
-            mail_root=dict(type="path", default="/mailu/mail"),
-            mode=dict(type="str", default="copy", choices=["copy", "merge"]),
-            timeout=dict(type="int", default=3600),
-            connect_timeout=dict(type="int", default=15),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    if p["timeout"] < 1 or p["connect_timeout"] < 1:
-        module.fail_json(msg="timeout and connect_timeout must be at least 1 second")
-    if p["source_host"] == p["target_host"]:
-        module.fail_json(msg="source_host and target_host are the same host (%s)" % p["source_host"])
-    source = Endpoint(p["source_host"], p["source_ssh_args"], p["user"], connect_timeout=p["connect_timeout"])
-    target = Endpoint(p["target_host"], p["target_ssh_args"], p["user"], connect_timeout=p["connect_timeout"])
+    # The work is done by the action plugin (plugins/action/mailbox_sync.py) on the controller, which shows the
+    # progress while the copy runs; this module is the same copy without the live progress lines.
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     try:
-        result = sync(source, target, p["mode"], root=p["mail_root"], timeout=p["timeout"], check_mode=module.check_mode)
+        result = run_task(module.params, check_mode=module.check_mode)
     except SyncError as exc:
-        module.fail_json(msg="mailbox copy %s -> %s: %s" % (p["source_host"], p["target_host"], exc))
-    result.setdefault("refused", 0)
+        module.fail_json(msg=str(exc))
     module.exit_json(**result)
 
 

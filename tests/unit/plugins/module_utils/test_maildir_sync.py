@@ -158,3 +158,139 @@ def test_a_copy_that_runs_out_of_time_stops_and_says_what_moved(tmp_path):
     with pytest.raises(ms.SyncError, match=r"did not finish within 1 s \(0 messages"):
         ms.pipe(slow.command(ms.tar_command(src)), local("new").command(ms.receiver_command(str(tmp_path / "d"), "copy")),
                 deadline, feed=b"")
+
+
+def stream(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 1_600_000_000
+            archive.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_the_receiver_makes_batches_durable_and_the_uidlist_last(tmp_path):
+    root = str(tmp_path / "dst")
+    members = [("%s/cur/%d.M%d.h:2,S" % (USER, n, n), b"m%d" % n) for n in range(5)]
+    members.insert(2, ("%s/dovecot-uidlist" % USER, b"3 V1 N6\n"))  # a restore's stream may interleave it
+    proc = subprocess.run(local("new").command(ms.receiver_command(root, "copy", batch_files=2)),
+                          input=stream(members), capture_output=True, check=True)
+    reports = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    # One report per durable batch of 2 messages, then the rest, then Dovecot's files, then the final one.
+    expected = [(2, 0, False), (4, 0, False), (5, 0, False), (5, 1, False), (5, 1, True)]
+    assert [(r["messages"], r["meta_files"], r["final"]) for r in reports] == expected
+    assert sorted(tree(root)) == sorted(["%s/dovecot-uidlist" % USER] + [name for name, _data in members if "/cur/" in name])
+    assert ms.receiver_command(root, "copy").split()[-1] == "receive"  # the default batch size is not on the line
+
+
+def test_the_receiver_removes_what_a_killed_receiver_left_in_tmp(tmp_path):
+    root = str(tmp_path / "dst")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid whose process is gone
+    left = write(root, "%s/tmp/.pm-%d-7" % (USER, gone.pid), b"half a mess")
+    alive = write(root, "%s/tmp/.pm-%d-1" % (USER, os.getpid()), b"another receiver at work")
+    dovecots = write(root, "%s/tmp/1600000000.M1P2.h" % USER, b"Dovecot's own")
+    proc = subprocess.run(local("new").command(ms.receiver_command(root, "copy")),
+                          input=stream([("%s/new/9.M9.h" % USER, b"new mail")]), capture_output=True, check=True)
+    report = json.loads(proc.stdout.decode().splitlines()[-1])
+    assert report["stale_removed"] == 1 and report["messages"] == 1
+    assert not os.path.exists(left) and os.path.exists(alive) and os.path.exists(dovecots)
+
+
+def test_a_compressed_stream_arrives_the_same(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write(src, "%s/cur/1.M1.h:2,S" % USER, b"text " * 1000, mtime=1_600_000_000)
+    write(src, "%s/dovecot-uidlist" % USER, b"3 V1 N2\n1 :1.M1.h\n")
+    result = ms.sync(local("old"), local("new"), "copy", root=src, target_root=dst, compress=True)
+    assert (result["messages"], result["bytes"], result["meta_files"]) == (1, 5000, 1)
+    assert open(os.path.join(dst, "%s/cur/1.M1.h:2,S" % USER), "rb").read() == b"text " * 1000
+    assert "gzip -1" in ms.tar_command(src, compress=True) and "gzip" not in ms.tar_command(src)
+
+
+def test_an_empty_stream_touches_nothing(tmp_path):
+    root = str(tmp_path / "dst")
+    proc = subprocess.run(local("new").command(ms.receiver_command(root, "copy")), input=stream([]),
+                          capture_output=True, check=True)
+    assert json.loads(proc.stdout.decode())["final"] is True and not os.path.exists(root)
+
+
+def test_progress_shows_done_of_total_rate_and_time_left():
+    now = [100.0]
+    shown = []
+    progress = ms.Progress("mail copy", 1000, 10_000_000, show=shown.append, every=5, clock=lambda: now[0])
+    now[0] = 102.0
+    progress.update({"messages": 250, "bytes": 2_500_000})
+    now[0] = 103.0
+    progress.update({"messages": 300, "bytes": 3_000_000})  # within 5 s of the last line: not shown
+    now[0] = 108.0
+    progress.update({"messages": 800, "bytes": 8_000_000})
+    now[0] = 110.0
+    progress.update({"messages": 1000, "bytes": 10_000_000, "final": True})
+    assert shown == ["mail copy: 250/1000 messages, 2.5/10.0 MB, 1.2 MB/s, 6 s left",
+                     "mail copy: 800/1000 messages, 8.0/10.0 MB, 1.0 MB/s, 2 s left",
+                     "mail copy: 1000/1000 messages, 10.0/10.0 MB, 1.0 MB/s, done"]
+    assert progress.result() == {"total_messages": 1000, "total_bytes": 10_000_000, "messages": 1000, "bytes": 10_000_000,
+                                 "seconds": 10.0, "messages_per_second": 100.0, "bytes_per_second": 1_000_000,
+                                 "lines": shown}
+
+
+def test_a_sync_reports_its_progress_and_returns_the_figures(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    for n in range(7):
+        write(src, "%s/cur/%d.M%d.h:2,S" % (USER, n, n), b"x" * 100)
+    shown, reports = [], []
+    result = ms.sync(local("old"), local("new"), "copy", root=src, target_root=dst, show=shown.append,
+                     on_report=reports.append, batch_files=3)
+    assert [r["messages"] for r in reports] == [3, 6, 7, 7]
+    assert shown[0].startswith("mail copy: 3/7 messages, 0.0/0.0 MB") and shown[-1].endswith("done")
+    assert {key: result["progress"][key] for key in ("total_messages", "total_bytes", "messages", "bytes")} == \
+        {"total_messages": 7, "total_bytes": 700, "messages": 7, "bytes": 700}
+    assert result["progress"]["lines"] == shown and result["listing_seconds"] <= result["seconds"]
+
+
+def test_a_shared_connection_comes_before_the_callers_ssh_options(tmp_path):
+    endpoint = ms.Endpoint("203.0.113.5", "-o ControlPath=/elsewhere -i key", user="root", connect_timeout=7)
+    assert endpoint.command("true")[:7] == ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ControlPath=none"]
+    with ms.Shared(endpoint, local("new")) as shared:
+        directory = shared.directory
+        argv = endpoint.command("true")
+        assert argv[5:11] == ["-o", "ControlMaster=auto", "-o", "ControlPath=%s/c0" % shared.directory,
+                              "-o", "ControlPersist=%d" % ms.SHARE_IDLE_SECONDS]
+        assert oct(os.stat(shared.directory).st_mode & 0o777) == "0o700"
+        assert argv[-3:] == ["root@203.0.113.5", "--", "true"]
+    assert endpoint.control is None and not os.path.exists(directory)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"timeout": 0}, "timeout and connect_timeout must be at least 1 second"),
+    ({"progress_interval": 0}, "progress_interval must be at least 1 second"),
+    ({"target_host": "203.0.113.1"}, r"source_host and target_host are the same host \(203.0.113.1\)"),
+])
+def test_the_task_names_the_rule_that_failed(change, message):
+    params = {"source_host": "203.0.113.1", "source_ssh_args": "", "target_host": "203.0.113.2", "target_ssh_args": "",
+              "user": "root", "mail_root": "/mailu/mail", "mode": "copy", "timeout": 60, "connect_timeout": 5,
+              "progress_interval": 5, "compress": False, "changed_since": None}
+    params.update(change)
+    with pytest.raises(ms.SyncError, match=message):
+        ms.run_task(params)
+
+
+def test_the_final_delta_lists_only_what_changed_on_the_source(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    for n in range(5):
+        write(src, "%s/cur/%d.M%d.h:2," % (USER, n, n), b"old mail %d" % n)
+    copied = ms.sync(local("old"), local("new"), "copy", root=src, target_root=dst)
+    assert copied["messages"] == 5 and copied["source_time"] > 0
+    since = copied["source_time"] + ms.CLOCK_MARGIN  # the source's clock when it listed
+    os.unlink(os.path.join(dst, "%s/cur/0.M0.h:2," % USER))  # unchanged on the source: not listed again
+    write(src, "%s/new/9.M9.h" % USER, b"arrived after the copy")
+    os.rename(os.path.join(src, "%s/cur/1.M1.h:2," % USER), os.path.join(src, "%s/cur/1.M1.h:2,S" % USER))  # read there
+    delta = ms.sync(local("old"), local("new"), "merge", root=src, target_root=dst, changed_since=since)
+    assert delta["source"]["messages"] == 2  # the new message and the one whose flags changed, nothing else
+    assert (delta["messages"], delta["flag_updates"]) == (1, 1)
+    assert "%s/cur/1.M1.h:2,S" % USER in tree(dst) and "%s/new/9.M9.h" % USER in tree(dst)
+    assert "%s/cur/0.M0.h:2," % USER not in tree(dst)
+    full = ms.sync(local("old"), local("new"), "merge", root=src, target_root=dst)
+    assert full["messages"] == 1 and "%s/cur/0.M0.h:2," % USER in tree(dst)
