@@ -33,6 +33,12 @@ listener "tcp" {{
 api_addr = "http://127.0.0.1:{port}"
 cluster_addr = "http://127.0.0.1:{cport}"
 disable_mlock = true
+# Vault's own audit device, declared as an operator would (each node writes its own log)
+audit "file" "file" {{
+  options {{
+    file_path = "{audit_log}"
+  }}
+}}
 """
 
 
@@ -44,6 +50,7 @@ class Node:
         self.cport = free_port()
         self.addr = "http://127.0.0.1:%d" % self.port
         self.dir = os.path.join(workdir, self.node_id)
+        self.audit_log = os.path.join(self.dir, "audit.log")
         self.proc = None
 
     def start(self):
@@ -51,7 +58,7 @@ class Node:
         config = os.path.join(self.dir, "config.hcl")
         with open(config, "w") as handle:
             handle.write(CONFIG.format(data=os.path.join(self.dir, "data"), node_id=self.node_id,
-                                       port=self.port, cport=self.cport))
+                                       port=self.port, cport=self.cport, audit_log=self.audit_log))
         log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen([bao_binary(), "server", "-config=%s" % config], stdout=log, stderr=subprocess.STDOUT,
                                      env=dict(os.environ, HOME=self.dir), start_new_session=True)
