@@ -1,0 +1,168 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Vault itself recoverable, in the lab: penguinmails.vps.vault_backup streams Raft snapshots of a real OpenBao
+cluster (tests/support/openbao_cluster.py) into restic on the lab's SFTP backup host (tests/lab/backup.py);
+vault_health_info reports the last backup and the Raft health from them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import secrets
+import subprocess
+import tarfile
+
+import pytest
+
+from tests.lab import seed
+from tests.lab.backup import backup_host
+from tests.support.ansible_run import run_playbook
+from tests.support.openbao_cluster import OpenBaoCluster
+
+PLAYBOOK = "penguinmails.vps.vault_backup"
+KV_MOUNTS = ("vps", "smtp", "dkim")
+
+
+@pytest.fixture()
+def workdir(tmp_path):
+    os.chmod(str(tmp_path), 0o700)
+    return str(tmp_path)
+
+
+def pointed_at(lab, cluster, password, token=None):
+    """The lab's description with its Vault replaced by ``cluster`` (its active node, the given token) and the
+    Vault backup's password in the environment (PENGUINMAILS_VAULT_BACKUP_PASSWORD), as an AWX credential gives it."""
+    addr, token = cluster.leader(), token or cluster.token
+    return dict(lab, vault=dict(lab["vault"], addr=addr, token=token),
+                env=dict(lab["env"], VAULT_ADDR=addr, VAULT_TOKEN=token, PENGUINMAILS_VAULT_BACKUP_PASSWORD=password))
+
+
+def vault_repository(backup):
+    return backup["repository"].replace("{tenant}", "_vault")
+
+
+def restic(backup, repository, password, *args, check=True):
+    env = dict(os.environ, RESTIC_PASSWORD=password)
+    return subprocess.run(["restic", "--repo", repository, "--option", "sftp.command=%s" % backup["sftp_command"]]
+                          + list(args), capture_output=True, env=env, timeout=300, check=check)
+
+
+def run_backup(desc, workdir, backup, audit_file, name="run", **extra):
+    values = dict(backup["vars"])
+    values.update(extra)
+    return seed.run_lab_playbook(desc, seed.Tenant(tenant_id="vaultbackup"), os.path.join(workdir, name), PLAYBOOK,
+                                 extra_vars=values, audit_file=audit_file)
+
+
+def vault_events(audit_file, action):
+    return [event for event in seed.read_events(audit_file) if event["action"] == action]
+
+
+def test_vault_backup_streams_raft_snapshots_into_restic_with_retention(lab, workdir):
+    backup = backup_host(lab)
+    password = secrets.token_urlsafe(24)
+    repository = vault_repository(backup)
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    with OpenBaoCluster(size=1) as cluster:
+        cluster.enable_kv(*KV_MOUNTS)
+        cluster.api("POST", "/v1/vps/data/tbk/record", {"data": {"domain": "tbk.example.test"}})
+        desc = pointed_at(lab, cluster, password)
+        tmp_before = set(os.listdir("/tmp"))
+        first = run_backup(desc, workdir, backup, audit_file, "one")
+        assert first.returncode == 0, (first.stdout + first.stderr)[-4000:]
+        (done,) = vault_events(audit_file, "vault_backup_completed")
+        details = done["details"]
+        assert done["status"] == "success" and details["initialised"] is True and details["snapshots"] == 1
+        assert details["raft_index"] > 0 and details["vault_version"] and details["bytes"] > 0
+        assert "Vault snapshot %s (Raft index %d" % (details["snapshot_id"], details["raft_index"]) in first.stdout
+        # Nothing new in /tmp holds a snapshot: the stream went from Vault to restic's stdin.
+        for name in set(os.listdir("/tmp")) - tmp_before:
+            assert not name.endswith(".snap"), name
+
+        # The repository holds the snapshot as Vault sent it (its SHA-256), a whole Raft snapshot archive;
+        # the password is nowhere in the output, the audit or on the backup host.
+        dump = restic(backup, repository, password, "dump", "latest", "/vault.snap").stdout
+        assert "SHA256:" + hashlib.sha256(dump).hexdigest() == details["sha256"]
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(dump))) as archive:
+            assert {"meta.json", "state.bin", "SHA256SUMS"} <= set(archive.getnames())
+        with open(audit_file) as handle:
+            assert password not in handle.read()
+        assert password not in first.stdout + first.stderr
+        listing = restic(backup, repository, password, "snapshots", "--json").stdout.decode()
+        assert '"hostname":"vault"' in listing and "penguinmails-vault" in listing
+        # A wrong password cannot read it.
+        assert restic(backup, repository, "not-" + password, "snapshots", check=False).returncode != 0
+
+        # A second run keeping one snapshot forgets the first.
+        second = run_backup(desc, workdir, backup, audit_file, "two", vault_backup_keep_last=1,
+                            vault_backup_keep_hourly=0, vault_backup_keep_daily=0, vault_backup_keep_weekly=0,
+                            vault_backup_keep_monthly=0)
+        assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
+        latest = vault_events(audit_file, "vault_backup_completed")[-1]["details"]
+        assert latest["removed"] == [details["snapshot_id"]] and latest["snapshots"] == 1 and latest["initialised"] is False
+
+        # The wrong password for the existing repository: audited as critical, the run fails, nothing leaks.
+        wrong = "wrong-" + secrets.token_urlsafe(16)
+        third = run_backup(pointed_at(lab, cluster, wrong), workdir, backup, audit_file, "three")
+        assert third.returncode == 2, (third.stdout + third.stderr)[-4000:]
+        assert "vault_backup: Vault was not backed up" in third.stdout, third.stdout[-3000:]
+        (failed,) = vault_events(audit_file, "vault_backup_failed")
+        assert (failed["status"], failed["severity"], failed["details"]["stage"]) == ("failure", "critical", "snapshot")
+        assert wrong not in third.stdout + third.stderr
+
+
+HEALTH = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Vault's health, its last backup and its Raft state
+      penguinmails.vps.vault_health_info:
+        backup_repository: %(repository)s
+        backup_sftp_command: %(sftp_command)r
+      register: health
+    - name: Show it
+      ansible.builtin.debug:
+        var: health.vault_health
+"""
+
+
+def test_vault_health_info_reports_the_last_backup_and_the_raft_health(lab, workdir, tmp_path):
+    backup = backup_host(lab)
+    password = secrets.token_urlsafe(24)
+    with OpenBaoCluster() as cluster:
+        cluster.enable_kv(*KV_MOUNTS)
+        desc = pointed_at(lab, cluster, password)
+        playbook = HEALTH % {"repository": vault_repository(backup) + "-health", "sftp_command": backup["sftp_command"]}
+        env = dict(desc["env"])
+        before = run_playbook(playbook, env=env, tmp_path=tmp_path, args=("-v",))
+        assert before.returncode == 0, before.stdout[-3000:]
+        assert "'last_backup': None" in before.stdout and "'backup_status': 'none'" in before.stdout
+
+        audit_file = os.path.join(workdir, "audit.jsonl")
+        made = run_backup(desc, workdir, backup, audit_file, vault_backup_repository=vault_repository(backup) + "-health")
+        assert made.returncode == 0, (made.stdout + made.stderr)[-4000:]
+        snapshot = vault_events(audit_file, "vault_backup_completed")[-1]["details"]
+        after = run_playbook(playbook + """
+    - name: Keep the result
+      ansible.builtin.copy:
+        content: "{{ health.vault_health | to_json }}"
+        dest: %s/health.json
+        mode: "0600"
+""" % tmp_path, env=env, tmp_path=tmp_path)
+        assert after.returncode == 0, after.stdout[-3000:]
+        import json
+
+        with open(os.path.join(str(tmp_path), "health.json")) as handle:
+            health = json.load(handle)
+        last = health["last_backup"]
+        assert last["id"] == snapshot["snapshot_id"] and last["time"] == snapshot["snapshot_time"]
+        assert 0 <= last["age_seconds"] < 3600 and last["raft_index"] == snapshot["raft_index"]
+        assert health["backup_status"] == "ok"
+        raft = health["raft"]
+        assert raft["voters"] == ["node1", "node2", "node3"] and raft["leader"] in raft["voters"]
+        assert raft["last_index"] >= snapshot["raft_index"]
+        assert raft["autopilot"]["healthy"] is True and raft["autopilot"]["failure_tolerance"] == 1
+        assert password not in after.stdout + before.stdout
