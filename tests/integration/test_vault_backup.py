@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import secrets
 import subprocess
@@ -121,48 +122,73 @@ HEALTH = """
     - name: Vault's health, its last backup and its Raft state
       penguinmails.vps.vault_health_info:
         backup_repository: %(repository)s
-        backup_sftp_command: %(sftp_command)r
+        backup_sftp_command: %(sftp_command)s
       register: health
-    - name: Show it
-      ansible.builtin.debug:
-        var: health.vault_health
+    - name: Keep the result
+      ansible.builtin.copy:
+        content: "{{ health.vault_health | to_json }}"
+        dest: %(dest)s
+        mode: "0600"
 """
+
+
+def health_of(desc, backup, repository, tmp_path, name):
+    dest = os.path.join(str(tmp_path), name + ".json")
+    playbook = HEALTH % {"repository": json.dumps(repository), "sftp_command": json.dumps(backup["sftp_command"]),
+                         "dest": dest}
+    result = run_playbook(playbook, env=dict(desc["env"]), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert desc["env"]["PENGUINMAILS_VAULT_BACKUP_PASSWORD"] not in result.stdout + result.stderr
+    with open(dest) as handle:
+        return json.load(handle)
 
 
 def test_vault_health_info_reports_the_last_backup_and_the_raft_health(lab, workdir, tmp_path):
     backup = backup_host(lab)
     password = secrets.token_urlsafe(24)
+    repository = vault_repository(backup) + "-health"
     with OpenBaoCluster() as cluster:
         cluster.enable_kv(*KV_MOUNTS)
         desc = pointed_at(lab, cluster, password)
-        playbook = HEALTH % {"repository": vault_repository(backup) + "-health", "sftp_command": backup["sftp_command"]}
-        env = dict(desc["env"])
-        before = run_playbook(playbook, env=env, tmp_path=tmp_path, args=("-v",))
-        assert before.returncode == 0, before.stdout[-3000:]
-        assert "'last_backup': None" in before.stdout and "'backup_status': 'none'" in before.stdout
+        before = health_of(desc, backup, repository, tmp_path, "before")
+        assert before["last_backup"] is None and before["backup_status"] == "none" and before["backup_error"] is None
 
         audit_file = os.path.join(workdir, "audit.jsonl")
-        made = run_backup(desc, workdir, backup, audit_file, vault_backup_repository=vault_repository(backup) + "-health")
+        made = run_backup(desc, workdir, backup, audit_file, vault_backup_repository=repository)
         assert made.returncode == 0, (made.stdout + made.stderr)[-4000:]
         snapshot = vault_events(audit_file, "vault_backup_completed")[-1]["details"]
-        after = run_playbook(playbook + """
-    - name: Keep the result
-      ansible.builtin.copy:
-        content: "{{ health.vault_health | to_json }}"
-        dest: %s/health.json
-        mode: "0600"
-""" % tmp_path, env=env, tmp_path=tmp_path)
-        assert after.returncode == 0, after.stdout[-3000:]
-        import json
-
-        with open(os.path.join(str(tmp_path), "health.json")) as handle:
-            health = json.load(handle)
+        health = health_of(desc, backup, repository, tmp_path, "after")
         last = health["last_backup"]
         assert last["id"] == snapshot["snapshot_id"] and last["time"] == snapshot["snapshot_time"]
         assert 0 <= last["age_seconds"] < 3600 and last["raft_index"] == snapshot["raft_index"]
-        assert health["backup_status"] == "ok"
+        assert health["backup_status"] == "ok" and health["storage_type"] == "raft"
         raft = health["raft"]
         assert raft["voters"] == ["node1", "node2", "node3"] and raft["leader"] in raft["voters"]
         assert raft["last_index"] >= snapshot["raft_index"]
         assert raft["autopilot"]["healthy"] is True and raft["autopilot"]["failure_tolerance"] == 1
-        assert password not in after.stdout + before.stdout
+        assert sorted(raft["autopilot"]["servers"]) == ["node1", "node2", "node3"]
+
+        # report.yml shows it, and warns when the last backup is older than the threshold (0 h here).
+        report_dir = os.path.join(workdir, "report")
+        report = seed.run_lab_playbook(desc, seed.Tenant(tenant_id="vaultbackup"), os.path.join(workdir, "rep"),
+                                       "penguinmails.vps.report",
+                                       extra_vars=dict(backup["vars"], report_dir=report_dir,
+                                                       penguinmails_vault_backup_repository=repository,
+                                                       report_vault_backup_max_age_hours=0))
+        assert report.returncode == 0, (report.stdout + report.stderr)[-4000:]
+        warned = " ".join((report.stdout + report.stderr).split())
+        assert "Vault's last backup (%s) is older than 0 h" % snapshot["snapshot_time"] in warned
+        assert "Vault's last backup: stale" in warned
+        with open(os.path.join(report_dir, "key-health.md")) as handle:
+            markdown = handle.read()
+        assert "## Vault" in markdown and "Raft: voters node1, node2, node3" in markdown
+        assert "Last backup: %s" % snapshot["snapshot_time"] in markdown and "**older than 0 h**" in markdown
+        with open(os.path.join(report_dir, "key-health.html")) as handle:
+            html = handle.read()
+        assert 'id="vault-backup" class="stale"' in html and snapshot["snapshot_id"] in html
+        assert password not in markdown + html + report.stdout + report.stderr
+
+        # The wrong password: an error named, not a crash, and never the password.
+        wrong = pointed_at(lab, cluster, "wrong-" + password)
+        failed = health_of(wrong, backup, repository, tmp_path, "wrong")
+        assert failed["backup_status"] == "error" and failed["last_backup"] is None and failed["backup_error"]
