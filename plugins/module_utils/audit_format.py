@@ -78,6 +78,7 @@ ACTIONS = {
     "vault_backup_completed": (None, ("snapshot_id", "snapshot_time", "bytes", "sha256", "seconds", "data_added", "removed",
                                       "snapshots", "initialised", "raft_index", "vault_version", "name")),
     "vault_backup_failed": ("critical", ("stage", "name")),
+    "vault_restore_reconciled": (None, ("roles", "writes", "stage")),
     "provider_ssh_key_added": (None, ("key_name", "fingerprint", "server_name")),
     "provider_ssh_key_removed": (None, ("key_name", "server_name")),
     "smtp_credentials_recovered": (None, _SMTP_APPLIED_FIELDS),

@@ -280,3 +280,38 @@ def last_backup(restic, name, now, timeout=120):
 
 __all__ = ["SnapshotError", "raft_health", "backup", "restore", "snapshots", "snapshot_view", "last_backup",
            "TAG", "STDIN_NAME", "DEFAULT_NAME"]
+
+
+# ---------------------------------------------------------------------------------------
+# After a restore: the hosts' serials
+# ---------------------------------------------------------------------------------------
+SERIAL_TAG = "# penguinmails-serial"
+
+
+def host_serials(text, marker_prefix, tenant_id):
+    """``{role: highest serial}`` of the tenant's markers (``<prefix>:<tenant>:<role>``) in authorized_keys text."""
+    found = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 4 and " ".join(parts[:2]) == SERIAL_TAG and parts[3].isdigit():
+            prefix, _sep, rest = parts[2].partition(":")
+            tenant, _sep, role = rest.rpartition(":")
+            if prefix == marker_prefix and tenant == tenant_id and role:
+                found[role] = max(found.get(role, 0), int(parts[3]))
+    return found
+
+
+def advance(client, mount, path, beyond, check_mode=False):
+    """Write the latest data of ``mount/path`` again (check-and-set, unchanged) until its version is at least
+    ``beyond``; ``(version before, version after, writes)``. A host refuses keys of a lower serial (the KV version)
+    than it holds: after a restore, the versions written since the snapshot are lost in Vault but not on the host."""
+    secret = client.read(mount, path)
+    before = version = int(secret.version or 0)
+    writes = 0
+    while version < beyond:
+        writes += 1
+        if check_mode:
+            version += 1
+            continue
+        version = int(client.write(mount, path, secret.data, cas=version))
+    return before, version, writes
