@@ -58,7 +58,6 @@ options:
       - Kept outside Vault, beside the unseal keys.
     type: str
     required: true
-    no_log: true
   name:
     description:
       - restic's host name of the snapshots (one per Vault cluster in a shared repository).
