@@ -8,6 +8,8 @@ import json
 import re
 import uuid
 
+import pytest
+
 from tests.support.ansible_run import run_playbook
 
 SETUP = """
@@ -66,3 +68,40 @@ def test_audit_device_on_after_vault_setup_and_a_key_read_is_in_it(fresh_openbao
         text = handle.read()
     body = "".join(private_key.strip().splitlines()[1:-1])
     assert body and body[:40] not in text.replace("\\n", "")
+
+
+DOWNLOAD = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Make the tenant key
+      penguinmails.vps.vault_ssh_keypair: {tenant_id: %(tid)s, role: tenant, key_type: ed25519}
+    - name: Download it
+      penguinmails.vps.vault_ssh_key_download: {tenant_id: %(tid)s, output: %(output)s, dest: %(dest)s}
+      register: download
+    - name: Keep the result
+      ansible.builtin.copy:
+        content: "{{ download.vault_request_id | to_json }}"
+        dest: %(result)s
+        mode: "0600"
+"""
+
+
+@pytest.mark.parametrize("output", ["file", "wrap"])
+def test_a_key_download_returns_the_request_id_vaults_audit_log_has(openbao, tmp_path, output):
+    """vault_ssh_key_download returns vault_request_id: the id Vault's own audit log gives the read that handed the
+    private key out (output=file); a wrapped response has none (null)."""
+    tid = "rid" + uuid.uuid4().hex[:8]
+    (tmp_path / "out").mkdir(mode=0o700)
+    values = {"tid": tid, "output": output, "dest": tmp_path / "out" / "key", "result": tmp_path / "rid.json"}
+    result = run_playbook(DOWNLOAD % values, env=openbao.env(), tmp_path=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    request_id = json.loads((tmp_path / "rid.json").read_text())
+    if output == "wrap":
+        assert request_id is None
+        return
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", request_id), request_id
+    (entry,) = [e for e in _audit_entries(openbao.audit_log) if e.get("type") == "response"
+                and e["request"].get("id") == request_id]
+    assert entry["request"]["path"] == "vps/data/%s/tenant_ssh" % tid and entry["request"]["operation"] == "read"
+    assert "private_key" in entry["response"]["data"]["data"]
