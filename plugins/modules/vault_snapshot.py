@@ -54,7 +54,7 @@ options:
     required: true
   password:
     description:
-      - The repository's password. Defaults to E(PENGUINMAILS_VAULT_BACKUP_PASSWORD).
+      - The repository's password, 16 characters or more. Defaults to E(PENGUINMAILS_VAULT_BACKUP_PASSWORD).
       - Kept outside Vault, beside the unseal keys.
     type: str
     required: true
