@@ -156,9 +156,10 @@ class Restic(object):
         return maildir_sync.pipe(source_argv, argv, deadline, feed=feed, what="backup",
                                  target_env=self.env(), finished=lambda report: report.get("message_type") == "summary")
 
-    def forget(self, host, retention, timeout=600):
-        """Apply ``retention`` ({last, hourly, daily, ...}: how many to keep) and prune; the ids removed."""
-        args = ["forget", "--json", "--host", host, "--tag", TAG, "--prune"]
+    def forget(self, host, retention, timeout=600, tag=TAG):
+        """Apply ``retention`` ({last, hourly, daily, ...}: how many to keep) and prune; the ids removed.
+        ``tag``: the kind of snapshot (the mail's by default; vault_snapshot passes its own)."""
+        args = ["forget", "--json", "--host", host, "--tag", tag, "--prune"]
         for key in RETENTION_KEYS:
             if retention.get(key):
                 args += ["--keep-%s" % key, str(int(retention[key]))]

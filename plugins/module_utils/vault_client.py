@@ -294,6 +294,9 @@ class VaultClient(object):
             session=self.session,
         )
         self.logins = 0
+        # Vault's request id of the last read or wrap (its audit log's request.id): the collection's audit events of
+        # reads of private keys carry it (details.vault_request_id) to find the same request in Vault's log.
+        self.last_request_id = None
 
     # -- authentication ------------------------------------------------------------------
     def login(self):
@@ -421,6 +424,7 @@ class VaultClient(object):
             where,
             not_found="secret not found: %s/%s%s" % (mount, path, " version %s" % version if version else ""),
         )
+        self.last_request_id = response.get("request_id") or None
         body = response.get("data") or {}
         return Secret(mount, path, body.get("data"), body.get("metadata"))
 
@@ -497,6 +501,7 @@ class VaultClient(object):
             "wrapped read of %s/%s" % (mount, path),
             not_found="secret not found: %s/%s" % (mount, path),
         )
+        self.last_request_id = _json(response).get("request_id") or None
         return _json(response).get("wrap_info") or {}
 
     def wrap(self, data, ttl="15m"):
@@ -506,6 +511,7 @@ class VaultClient(object):
             "wrap",
             retry=False,
         )
+        self.last_request_id = _json(response).get("request_id") or None
         return _json(response).get("wrap_info") or {}
 
     def unwrap(self, wrapping_token):

@@ -127,6 +127,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+vault_request_id:
+  description:
+    - Vault's id of the read that handed the private key out with O(output=file), as Vault's own audit log records it
+      (C(request.id)), to find that request there. Null with O(output=wrap) (a wrapped response carries no request id;
+      its C(wrap_creation_path) and time find it) and when Vault did not say.
+  returned: always
+  type: str
+  sample: 2477f49a-f945-bde5-a287-7afbe4483869
 fingerprint:
   description: Fingerprint of the key handed out.
   returned: always
@@ -270,7 +278,7 @@ def deliver(client, store, data, version, p, ttl):
     """Hand the key out; returns the result fields of the delivery."""
     if p["output"] == "file":
         ssh_keys.write_private_key(p["dest"], data["private_key"])
-        return dict(dest=p["dest"])
+        return dict(dest=p["dest"])  # vault_request_id: the read's, kept by main()
     if store.role == "tenant":
         # A wrapped read of the very version that records the download: its creation path names the secret.
         info = client.wrap_read(store.mount, store.path, ttl="%ds" % ttl, version=version)
@@ -280,7 +288,8 @@ def deliver(client, store, data, version, p, ttl):
                                 fingerprint=data.get("fingerprint")), ttl="%ds" % ttl)
     if not info.get("token"):
         raise VaultError("Vault returned no wrapping token for %s" % store.where)
-    result = dict(wrap_accessor=info.get("accessor"), wrap_ttl=info.get("ttl"), wrap_creation_path=info.get("creation_path"))
+    result = dict(wrap_accessor=info.get("accessor"), wrap_ttl=info.get("ttl"), wrap_creation_path=info.get("creation_path"),
+                  vault_request_id=client.last_request_id)
     if p["dest"]:
         ssh_keys.write_private_key(p["dest"], info["token"])
         result["dest"] = p["dest"]
@@ -315,6 +324,7 @@ def main():
         client = get_client(p)
         store = keypair_store.KeypairStore(client, p["tenant_id"], p["role"], mount=p["mount"])
         data, version = store.plan_download()
+        read_request_id = client.last_request_id  # the read that holds the private key
         for field in keypair_store.PRIVATE_FIELDS:
             if data.get(field):
                 module.no_log_values.add(data[field])
@@ -322,6 +332,7 @@ def main():
         host = p["host"] or store.vps_ip()
         key_file = p["dest"] if p["output"] == "file" else "%s.key" % user
         result = dict(changed=True, fingerprint=data.get("fingerprint"), ssh_user=user, host=host, port=p["port"],
+                      vault_request_id=read_request_id,
                       instructions=instructions(user, host, key_file, p["port"]), downloaded_at=None, version=version,
                       last_rotated=data.get("last_rotated") or data.get("created_at"), next_rotation=next_rotation(data))
         if store.role == "tenant":

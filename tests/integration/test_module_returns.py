@@ -27,6 +27,7 @@ from tests.support import return_docs
 from tests.support.ansible_run import run_playbook, RESULTS_TASK
 from tests.support.receivers import SmtpServer
 from tests.support.mail_return_cases import mail_cases
+from tests.support.vault_return_cases import vault_cases
 
 MODULES = sorted(name[:-3] for name in os.listdir(return_docs.MODULE_DIR) if name.endswith(".py"))
 # Documented keys no case here can return, and why.
@@ -70,6 +71,9 @@ def observed(lab, tmp_path_factory):
         results.update(localhost_cases(lab, tmp, tenant, relay))
     results.update(host_cases(lab, tmp))
     results.update(mail_cases(lab, tmp, run_cases))
+    vault = vault_cases(lab, tmp, run_cases)
+    results["vault_health_info"] = results.get("vault_health_info", []) + vault.pop("vault_health_info")
+    results.update(vault)
     return results
 
 

@@ -167,18 +167,22 @@ def test_isolation_matrix(configured):
     assert status(server, "DELETE", "/v1/vps/data/tenantB/tenant_ssh", admin) == 204
 
 
-def test_audit_device_refused_by_api_is_explained(fresh_openbao, tmp_path):
-    result = run_playbook(PLAYBOOK, env=fresh_openbao.env(), extra_vars={"vault_setup_audit_enabled": "true"},
-                          tmp_path=tmp_path)
-    assert result.returncode != 0
-    assert "refuses to create audit devices over the API" in result.stdout
-    assert json.dumps(fresh_openbao.api("GET", "/v1/sys/audit")["data"]) == "{}"
+def test_audit_device_refused_by_api_is_explained(tmp_path):
+    from tests.support.openbao import OpenBao
+
+    with OpenBao(audit=False) as server:  # no audit device declared in its config
+        server.enable_kv()
+        result = run_playbook(PLAYBOOK, env=server.env(), tmp_path=tmp_path)  # vault_setup_audit_enabled: true by default
+        assert result.returncode != 0
+        assert "Vault's audit device must be on (vault_setup_audit_enabled)" in result.stdout
+        assert "refuses to create audit devices over the API" in result.stdout
+        assert json.dumps(server.api("GET", "/v1/sys/audit")["data"]) == "{}"
 
 
 def test_audit_device_created_when_the_server_allows_it(tmp_path):
     from tests.support.openbao import OpenBao
 
-    with OpenBao(config_hcl="unsafe_allow_api_audit_creation = true\n") as server:
+    with OpenBao(config_hcl="unsafe_allow_api_audit_creation = true\n", audit=False) as server:
         server.enable_kv()
         log = tmp_path / "audit.log"
         extra = {"vault_setup_audit_enabled": "true", "vault_setup_audit_file": str(log)}

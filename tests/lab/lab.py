@@ -49,14 +49,6 @@ KV_MOUNTS = ("vps", "smtp", "dkim")
 ZONES = ("example.test",)
 SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
                "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
-AUDIT_HCL = """\
-audit "file" "file" {
-  description = "penguinmails lab audit log"
-  options {
-    file_path = %s
-  }
-}
-"""
 
 
 class LabError(RuntimeError):
@@ -181,7 +173,7 @@ def _start_openbao(state_dir):
     directory = os.path.join(state_dir, "openbao")
     os.makedirs(directory, mode=0o700, exist_ok=True)
     audit_log = os.path.join(directory, "audit.log")
-    server = OpenBao(config_hcl=AUDIT_HCL % json.dumps(audit_log))
+    server = OpenBao(audit_log=audit_log)
     server.token = secrets.token_urlsafe(24)
     server.start()
     server.enable_kv(*KV_MOUNTS)

@@ -21,6 +21,17 @@ from tests.support.wait import wait_until
 
 ROOT_TOKEN = "root-token-for-tests"
 KV_MOUNTS = ("vps", "smtp", "dkim")
+# Vault's own audit device, declared in the server's configuration as an operator would (OpenBao refuses to create
+# audit devices over the API unless unsafe_allow_api_audit_creation is set): path "file", the log in the server's
+# work directory. penguinmails.vps.vault_setup finds it there and checks it is on.
+AUDIT_HCL = """\
+audit "file" "file" {
+  description = "penguinmails test audit log"
+  options {
+    file_path = %s
+  }
+}
+"""
 
 
 def free_port(host="127.0.0.1"):
@@ -40,7 +51,9 @@ def bao_binary():
 class OpenBao:
     """One dev-mode OpenBao process. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, config_hcl=None):
+    def __init__(self, config_hcl=None, audit=True, audit_log=None):
+        """``audit``: declare the file audit device (path ``file``) writing to ``audit_log`` (default
+        ``<workdir>/audit.log``); ``audit=False`` starts a server without any audit device."""
         self.port = free_port()
         self.addr = "http://127.0.0.1:%d" % self.port
         self.token = ROOT_TOKEN
@@ -49,6 +62,7 @@ class OpenBao:
         self.proc = None
         self.unseal_key = None
         self.log_path = os.path.join(self.workdir, "server.log")
+        self.audit_log = (audit_log or os.path.join(self.workdir, "audit.log")) if audit else None
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self):
@@ -58,10 +72,11 @@ class OpenBao:
             "-dev-listen-address=127.0.0.1:%d" % self.port,
             "-dev-no-store-token",
         ]
-        if self.config_hcl:
+        config_hcl = (self.config_hcl or "") + (AUDIT_HCL % json.dumps(self.audit_log) if self.audit_log else "")
+        if config_hcl:
             config = os.path.join(self.workdir, "extra.hcl")
             with open(config, "w") as handle:
-                handle.write(self.config_hcl)
+                handle.write(config_hcl)
             cmd.append("-config=%s" % config)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(

@@ -33,17 +33,26 @@ listener "tcp" {{
 api_addr = "http://127.0.0.1:{port}"
 cluster_addr = "http://127.0.0.1:{cport}"
 disable_mlock = true
+# Vault's own audit device, declared as an operator would: the same declaration on every node (the audit table is the
+# cluster's, and a snapshot carries it: a restored cluster whose config declares other options refuses to become
+# active, "modifications to audit devices are not allowed")
+audit "file" "file" {{
+  options {{
+    file_path = "{audit_log}"
+  }}
+}}
 """
 
 
 class Node:
-    def __init__(self, workdir, index):
+    def __init__(self, workdir, index, audit_log):
         self.index = index
         self.node_id = "node%d" % index
         self.port = free_port()
         self.cport = free_port()
         self.addr = "http://127.0.0.1:%d" % self.port
         self.dir = os.path.join(workdir, self.node_id)
+        self.audit_log = audit_log
         self.proc = None
 
     def start(self):
@@ -51,7 +60,7 @@ class Node:
         config = os.path.join(self.dir, "config.hcl")
         with open(config, "w") as handle:
             handle.write(CONFIG.format(data=os.path.join(self.dir, "data"), node_id=self.node_id,
-                                       port=self.port, cport=self.cport))
+                                       port=self.port, cport=self.cport, audit_log=self.audit_log))
         log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen([bao_binary(), "server", "-config=%s" % config], stdout=log, stderr=subprocess.STDOUT,
                                      env=dict(os.environ, HOME=self.dir), start_new_session=True)
@@ -67,11 +76,14 @@ class Node:
 
 
 class OpenBaoCluster:
-    """Three raft nodes; ``addrs`` lists their API addresses; ``token`` is the root token."""
+    """Three raft nodes; ``addrs`` lists their API addresses; ``token`` is the root token. ``audit_log``: the file
+    audit device's path, declared alike on every node (default ``<workdir>/audit.log``); a cluster restored from
+    another's snapshot must declare the same."""
 
-    def __init__(self, size=3):
+    def __init__(self, size=3, audit_log=None):
         self.workdir = tempfile.mkdtemp(prefix="pm-openbao-raft-")
-        self.nodes = [Node(self.workdir, i + 1) for i in range(size)]
+        self.audit_log = audit_log or os.path.join(self.workdir, "audit.log")
+        self.nodes = [Node(self.workdir, i + 1, self.audit_log) for i in range(size)]
         self.token = None
         self.unseal_key = None
 
