@@ -1,0 +1,231 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/provision.yml in the lab (tests/lab): a tenant from nothing, as an operator onboards one.
+
+Everything is real: OpenBao gets the tenant's secrets and record, the Hostwinds simulator builds the VPS (and refuses
+raw public keys, as Hostwinds does: the admin key goes through the account), BIND9 takes the DNS updates, Debian's
+Postfix, Dovecot and Rspamd serve the mail, restic writes the first snapshot to the lab's backup host over SFTP.
+The provisioned tenant is then rotated and migrated by the collection's own playbooks. Faults come from outside:
+SIGKILL of the run at a step boundary.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import secrets
+import signal
+import subprocess
+
+import pytest
+
+from ansible_collections.penguinmails.vps.plugins.module_utils.mail_check import MailCheck
+from ansible_collections.penguinmails.vps.plugins.module_utils.validators import tenant_account
+from tests.lab import mail as lab_mail
+from tests.lab import seed
+from tests.lab.backup import backup_host
+
+PLAYBOOK = "penguinmails.vps.provision"
+
+
+@pytest.fixture()
+def workdir(tmp_path):
+    os.chmod(str(tmp_path), 0o700)
+    return str(tmp_path)
+
+
+@pytest.fixture()
+def new_tenant(lab):
+    """A tenant id nobody has (a Tenant as seed makes it, without anything in Vault); its VPSes are terminated after."""
+    made = []
+
+    def make(tenant_id=None):
+        tid = tenant_id or "p" + secrets.token_hex(3)
+        domain = "%s.%s" % (tid.lower(), seed.dns_zone(lab))
+        tenant = seed.Tenant(tenant_id=tid, domain=domain, mail_host="mail.%s" % domain, admin_user="admin@%s" % domain)
+        made.append(tenant)
+        return tenant
+
+    yield make
+    for tenant in made:
+        for item in seed.instances(lab):
+            if item["srvrname"].startswith("pm-%s-" % tenant.tenant_id):
+                seed.hostwinds(lab, "terminate", serviceid=item["serviceid"])
+
+
+def provision_vars(lab, tenant, **extra):
+    values = {"domain": tenant["domain"], "contact_email": tenant["admin_user"]}
+    values.update(backup_host(lab)["vars"])
+    values.update(extra)
+    return values
+
+
+def run_provision(lab, tenant, workdir, audit_file, popen=False, **extra):
+    return seed.run_lab_playbook(lab, tenant, workdir, PLAYBOOK, provision_vars(lab, tenant, **extra),
+                                 audit_file=audit_file, popen=popen)
+
+
+def actions(audit_file, tenant, *names):
+    return [(event["action"], event["status"], event["severity"]) for event in seed.read_events(audit_file)
+            if event.get("tenantId") == tenant.tenant_id and (not names or event["action"] in names)]
+
+
+def host_fs(lab, lab_host, inside):
+    return os.path.join(lab.state_dir, "hosts", lab_host, "fs", inside.lstrip("/"))
+
+
+def secrets_of(lab, tenant):
+    """Every secret of the tenant that must never appear in an output or the audit file."""
+    client = seed.vault(lab)
+    values = [lab["vault"]["token"], lab["dns"]["tsig_secret"], lab["hostwinds"]["api_key"]]
+    for mount, path, field in [("smtp", "%s/admin" % tenant.tenant_id, "password"),
+                               ("smtp", "%s/admin" % tenant.tenant_id, "secret_key"),
+                               ("vps", "%s/admin_ssh" % tenant.tenant_id, "private_key"),
+                               ("vps", "%s/tenant_ssh" % tenant.tenant_id, "private_key"),
+                               ("vps", "%s/backup" % tenant.tenant_id, "restic_password")]:
+        secret = client.read_or_none(mount, path)
+        value = secret.data.get(field) if secret else None
+        if value:
+            values.append(value.splitlines()[1] if "PRIVATE KEY" in value else value)
+    for selector in client.list("dkim", tenant["domain"]):
+        values.append(client.read("dkim", "%s/%s" % (tenant["domain"], selector)).data["private_key"].splitlines()[1])
+    return values
+
+
+def assert_no_secrets(lab, tenant, *texts):
+    found = secrets_of(lab, tenant)
+    assert len(found) >= 8
+    for value in found:
+        for text in texts:
+            assert value not in text
+
+
+def welcome_mails(lab, lab_host, tenant):
+    found = []
+    for path in lab_mail.mailbox_messages(host_fs(lab, lab_host, "/mailu"), tenant["admin_user"]):
+        with open(path, "rb") as handle:
+            message = email.message_from_binary_file(handle, policy=email.policy.default)
+        if "Welcome" in str(message["Subject"]):
+            found.append(message)
+    return found
+
+
+def assert_provisioned(lab, tenant, workdir, audit_file):
+    """Every promise of a provisioned tenant; returns (its instance, its lab host)."""
+    tid = tenant.tenant_id
+    client = seed.vault(lab)
+    record = seed.read_record(lab, tid)
+    assert "migration" not in record and record["last_provision"]["step"] == "welcome_sent"
+    assert record["vps_name"] == "pm-%s-1" % tid and record["domain"] == tenant["domain"]
+    assert record["contact_email"] == tenant["admin_user"] and record["provisioned_at"]
+    assert "migrated_at" not in record and "last_migration" not in record
+    found = seed.instances_named(lab, record["vps_name"])
+    assert len(found) == 1 and [item["srvrname"] for item in seed.instances(lab) if item["srvrname"].startswith("pm-%s-" % tid)] \
+        == [record["vps_name"]]
+    vps = found[0]
+    ip = vps["main_ip"]
+    assert record["vps_id"] == str(vps["serviceid"]) and record["vps_ip"] == ip
+    assert seed.hostwinds_lab(lab, "/lab/calls")["add_instance"].get(record["vps_name"]) == 1  # ordered once
+    # the account key of the build is gone from Hostwinds
+    assert not [key for key in seed.hostwinds(lab, "get_ssh_keys")["success"] if key["name"].startswith("pm-%s-" % tid)]
+
+    # DNS: A, MX and the DKIM TXT of the key in Vault.
+    assert seed.dns_query(lab, tenant["mail_host"] + ".", "A") == [ip]
+    assert seed.dns_query(lab, tenant["domain"] + ".", "MX") == ["10 %s." % tenant["mail_host"]]
+    pem = client.read("dkim", "%s/dkim" % tenant["domain"]).data["private_key"]
+    assert seed.dns_query(lab, "dkim._domainkey.%s." % tenant["domain"], "TXT") == [lab_mail.dkim_txt(pem.encode())]
+
+    # SSH: both keys from Vault, confirmed; the admin key logs in as root, the host keys are recorded.
+    admin = client.read("vps", "%s/admin_ssh" % tid).data
+    tenant_key = client.read("vps", "%s/tenant_ssh" % tid).data
+    assert admin["installed_fingerprint"] == admin["fingerprint"]
+    assert tenant_key["installed_fingerprint"] == tenant_key["fingerprint"]
+    lab_host = seed.lab_host_name(lab, vps["serviceid"])
+    with open(host_fs(lab, lab_host, "/home/%s/.ssh/authorized_keys" % tenant_account(tid))) as handle:
+        assert tenant_key["public_key"].split()[1] in handle.read()
+    login = seed.ssh_admin(lab, tid, ip, "id -u", workdir)
+    assert login.returncode == 0 and login.stdout.strip() == "0", login.stderr
+    assert record["host_keys"][ip] and record["host_key_fingerprints"][ip]
+
+    # Mail: the DKIM key on the VPS byte for byte; SMTP AUTH with the password in Vault, a probe signed and verified.
+    with open(host_fs(lab, lab_host, "/mailu/dkim/%s.dkim.key" % tenant["domain"]), "rb") as handle:
+        assert handle.read() == pem.encode()
+    password = client.read("smtp", "%s/admin" % tid).data["password"]
+    check = MailCheck(ip, tenant["admin_user"], password, validate_certs=False, dns_server=lab["dns"]["address"],
+                      dns_port=lab["dns"]["port"], dkim_selector="dkim", fetch_timeout=20).run()
+    assert check["failed_stage"] is None and check["dkim"]["verified"] is True, check
+
+    # The first backup: a snapshot in the tenant's repository, its password in Vault.
+    assert client.read("vps", "%s/backup" % tid).data["restic_password"]
+    assert os.path.isdir(os.path.join(backup_host(lab)["root"], tid, "snapshots"))
+    assert os.listdir(os.path.join(backup_host(lab)["root"], tid, "snapshots"))
+
+    # The welcome mail, in the contact's mailbox, with the specification's connection instructions.
+    welcome = welcome_mails(lab, lab_host, tenant)
+    assert len(welcome) == 1
+    body = welcome[0].get_body(preferencelist=("plain",)).get_content()
+    account = tenant_account(tid)
+    assert "ssh -i %s.key %s@%s" % (account, account, ip) in body
+    assert "chmod 600 %s.key" % account in body and "port 22" in body
+    assert "penguinmails.vps.tenant_download_key -e tenant_id=%s" % tid in body and "once" in body
+    assert_no_secrets(lab, tenant, body)
+
+    events = actions(audit_file, tenant)
+    assert actions(audit_file, tenant, "vps_provisioned") == [("vps_provisioned", "success", "info")]
+    assert ("mail_backup_completed", "success", "info") in events
+    assert ("host_key_recorded", "success", "info") in events
+    assert ("provider_ssh_key_added", "success", "info") in events and ("provider_ssh_key_removed", "success", "info") in events
+    assert ("tenant_notified", "success", "info") in events
+    return vps, lab_host
+
+
+# ---------------------------------------------------------------------------------------
+# From nothing, then rotated and migrated
+# ---------------------------------------------------------------------------------------
+def test_a_tenant_from_nothing_is_provisioned_then_rotated_and_migrated(lab, workdir, new_tenant):
+    tenant = new_tenant()
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    assert seed.read_record(lab, tenant.tenant_id) is None
+    proc = run_provision(lab, tenant, os.path.join(workdir, "provision"), audit_file)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    vps, _lab_host = assert_provisioned(lab, tenant, workdir, audit_file)
+    with open(audit_file) as handle:
+        assert_no_secrets(lab, tenant, output, handle.read())
+
+    # A rerun changes nothing: no second VPS, no second audit or welcome mail.
+    again = run_provision(lab, tenant, os.path.join(workdir, "again"), audit_file)
+    assert again.returncode != 0 and "is provisioned already" in again.stdout, (again.stdout + again.stderr)[-4000:]
+    assert len(seed.instances_named(lab, "pm-%s-1" % tenant.tenant_id)) == 1
+    assert actions(audit_file, tenant, "vps_provisioned") == [("vps_provisioned", "success", "info")]
+
+    # Rotation works on it: the SMTP password, then the SSH keys (the new tenant key logs in).
+    client = seed.vault(lab)
+    old_password = client.read("smtp", "%s/admin" % tenant.tenant_id).data["password"]
+    rotated = seed.run_lab_playbook(lab, tenant, os.path.join(workdir, "rotate"), "penguinmails.vps.rotate",
+                                    {"secret_type": "smtp", "force": True}, audit_file=audit_file)
+    assert rotated.returncode == 0, (rotated.stdout + rotated.stderr)[-5000:]
+    new_password = client.read("smtp", "%s/admin" % tenant.tenant_id).data["password"]
+    assert new_password != old_password
+    assert MailCheck(vps["main_ip"], tenant["admin_user"], new_password, validate_certs=False,
+                     send_probe=False).run()["failed_stage"] is None
+    old_tenant_key = client.read("vps", "%s/tenant_ssh" % tenant.tenant_id).data["fingerprint"]
+    rotated = seed.run_lab_playbook(lab, tenant, os.path.join(workdir, "rotate-ssh"), "penguinmails.vps.rotate",
+                                    {"secret_type": "ssh", "force": True}, audit_file=audit_file)
+    assert rotated.returncode == 0, (rotated.stdout + rotated.stderr)[-5000:]
+    tenant_key = client.read("vps", "%s/tenant_ssh" % tenant.tenant_id).data
+    assert tenant_key["fingerprint"] != old_tenant_key
+    login = seed.ssh_with_key(tenant_key["private_key"], vps["main_ip"], "id -un", workdir, user=tenant_account(tenant.tenant_id))
+    assert login.returncode == 0 and login.stdout.strip() == tenant_account(tenant.tenant_id), login.stderr
+
+    # Migration works on it, right away (a provisioning is not a move: no migrate_again needed).
+    migrated = seed.run_migrate(lab, tenant, os.path.join(workdir, "migrate"), reason="upgrade", audit_file=audit_file)
+    assert migrated.returncode == 0, (migrated.stdout + migrated.stderr)[-6000:]
+    record = seed.read_record(lab, tenant.tenant_id)
+    assert record["vps_name"] == "pm-%s-2" % tenant.tenant_id and record["previous_vps_ip"] == vps["main_ip"]
+    assert record["last_migration"]["reason"] == "upgrade" and record["last_provision"]["step"] == "welcome_sent"
+    assert seed.dns_query(lab, tenant["mail_host"] + ".", "A") == [record["vps_ip"]]
+    assert MailCheck(record["vps_ip"], tenant["admin_user"], new_password, validate_certs=False, dns_server=lab["dns"]["address"],
+                     dns_port=lab["dns"]["port"], dkim_selector="dkim", fetch_timeout=20).run()["failed_stage"] is None
+    assert actions(audit_file, tenant, "vps_migration_completed") == [("vps_migration_completed", "success", "info")]
