@@ -229,3 +229,127 @@ def test_a_tenant_from_nothing_is_provisioned_then_rotated_and_migrated(lab, wor
     assert MailCheck(record["vps_ip"], tenant["admin_user"], new_password, validate_certs=False, dns_server=lab["dns"]["address"],
                      dns_port=lab["dns"]["port"], dkim_selector="dkim", fetch_timeout=20).run()["failed_stage"] is None
     assert actions(audit_file, tenant, "vps_migration_completed") == [("vps_migration_completed", "success", "info")]
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input changes nothing
+# ---------------------------------------------------------------------------------------
+def vault_listing(lab):
+    client = seed.vault(lab)
+    return {mount: sorted(client.list(mount, "")) for mount in ("vps", "smtp", "dkim")}
+
+
+def test_bad_input_is_refused_with_its_rule_and_changes_nothing(lab, workdir, new_tenant):
+    client = seed.vault(lab)
+    existing = new_tenant("Q" + secrets.token_hex(3))
+    client.write("vps", "%s/record" % existing.tenant_id, {"domain": existing["domain"]})
+    duplicate = new_tenant(existing.tenant_id.lower())
+    good = new_tenant()
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    cases = [
+        # hostile ids go in the vars file (a later -e wins), so they reach the playbook as they are
+        (good, {"tenant_id": "../x"}, "invalid tenant id '../x'"),
+        (good, {"tenant_id": "a b"}, "invalid tenant id"),
+        (good, {"tenant_id": "$(id)"}, "invalid tenant id"),
+        (good, {"tenant_id": "x" * 65}, "invalid tenant id"),
+        (good, {"tenant_id": ""}, "invalid tenant id"),
+        (duplicate, {}, "collides with the existing tenant '%s': ids that differ only by case are one tenant" % existing.tenant_id),
+        (good, {"domain": "bad..domain"}, "invalid domain"),
+        (good, {"domain": "-x.example.test"}, "invalid domain"),
+        (good, {"domain": ""}, "set -e domain="),
+        (good, {"contact_email": "nobody"}, "nobody"),
+        (good, {"contact_email": "a@b@c.example"}, "a@b@c.example"),
+        (good, {"contact_email": ""}, "set -e contact_email="),
+        (good, {"migrate_vps_plan": ""}, "set migrate_vps_plan"),
+        (good, {"penguinmails_backup_repository": ""}, "set penguinmails_backup_repository"),
+        (good, {"provision_ssh_auth": "passwords"}, "provision_ssh_auth must be one of keys, certificates"),
+    ]
+    before = vault_listing(lab)
+    calls = seed.hostwinds_lab(lab, "/lab/calls")
+    for number, (tenant, extra, message) in enumerate(cases):
+        values = provision_vars(lab, tenant)
+        values.update(extra)
+        proc = seed.run_lab_playbook(lab, tenant, os.path.join(workdir, "case%d" % number), PLAYBOOK, values, audit_file=audit_file)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and message in output, "\n".join([message] + [line[:600] for line in output.splitlines() if "fatal" in line])
+        assert "Task failed: Conditional" not in output and "is undefined" not in output
+    # Nothing was written to Vault or ordered at Hostwinds; a refusal after the input check is audited as a warning.
+    assert vault_listing(lab) == before
+    assert seed.hostwinds_lab(lab, "/lab/calls") == calls
+    assert not [item for item in seed.instances(lab) if item["srvrname"].startswith(("pm-%s-" % good.tenant_id,
+                                                                                       "pm-%s-" % duplicate.tenant_id))]
+    refused = [(event["action"], event["severity"], event["details"]["stage"]) for event in seed.read_events(audit_file)
+               if event["action"].startswith("vps_provision")]
+    assert refused and set(refused) == {("vps_provisioning_failed", "warning", "preflight")}
+
+
+# ---------------------------------------------------------------------------------------
+# Killed, resumed; aborted
+# ---------------------------------------------------------------------------------------
+def kill_at(proc, marker):
+    """Read the run's output until a line contains ``marker``, then SIGKILL its process group; the output so far."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=120)
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before %r:\n%s" % (marker, "".join(seen)[-3000:])
+    return "".join(seen)
+
+
+def test_a_killed_provisioning_resumes_and_converges_on_one_vps(lab, workdir, new_tenant):
+    tenant = new_tenant()
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    proc = run_provision(lab, tenant, os.path.join(workdir, "killed"), audit_file, popen="pipe")
+    killed = kill_at(proc, "TASK [Record step mailu]")
+    record = seed.read_record(lab, tenant.tenant_id)
+    assert record["migration"]["reason"] == "provision" and record["migration"]["step"] == "ssh_access"
+    assert len(seed.instances_named(lab, "pm-%s-1" % tenant.tenant_id)) == 1
+
+    resumed = run_provision(lab, tenant, os.path.join(workdir, "resumed"), audit_file)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-6000:]
+    assert "resuming the provisioning of %s" % tenant.tenant_id in output
+    assert "TASK [Do provisioned]" not in output  # the done steps are skipped: the VPS is not ordered again
+    assert_provisioned(lab, tenant, workdir, audit_file)  # one VPS, ordered once
+    # The killed run is audited by the run that found it, once; the completion once.
+    assert actions(audit_file, tenant, "vps_provisioning_failed") == [("vps_provisioning_failed", "failure", "critical")]
+    with open(audit_file) as handle:
+        assert_no_secrets(lab, tenant, killed, output, handle.read())
+
+
+def test_abort_destroys_the_vps_and_says_what_stays_in_vault(lab, workdir, new_tenant):
+    tenant = new_tenant()
+    tid = tenant.tenant_id
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    proc = run_provision(lab, tenant, os.path.join(workdir, "killed"), audit_file, popen="pipe")
+    kill_at(proc, "TASK [Record step ssh_access]")
+    assert len(seed.instances_named(lab, "pm-%s-1" % tid)) == 1
+
+    aborted = seed.run_lab_playbook(lab, seed.Tenant(tenant_id=tid), os.path.join(workdir, "abort"), PLAYBOOK,
+                                    {"provision_abort": True}, audit_file=audit_file)
+    output = aborted.stdout + aborted.stderr
+    assert aborted.returncode == 0, output[-5000:]
+    assert seed.instances_named(lab, "pm-%s-1" % tid) == []
+    assert not [key for key in seed.hostwinds(lab, "get_ssh_keys")["success"] if key["name"].startswith("pm-%s-" % tid)]
+    record = seed.read_record(lab, tid)
+    assert "migration" not in record and "vps_ip" not in record and record["last_aborted_migration"]["reason"] == "provision"
+    assert "kept in Vault: vps/%s/record, vps/%s/admin_ssh, vps/%s/tenant_ssh, smtp/%s/admin, dkim/%s/dkim" % (
+        tid, tid, tid, tid, tenant["domain"]) in " ".join(output.split())
+    events = [event for event in seed.read_events(audit_file) if event["action"] == "vps_provisioning_aborted"]
+    assert len(events) == 1 and events[0]["severity"] == "warning"
+    assert events[0]["details"]["destroyed"] == ["pm-%s-1" % tid]
+
+    # Nothing to abort any more; a new run provisions the tenant from what Vault kept.
+    again = seed.run_lab_playbook(lab, seed.Tenant(tenant_id=tid), os.path.join(workdir, "abort2"), PLAYBOOK,
+                                  {"provision_abort": True}, audit_file=audit_file)
+    assert again.returncode != 0 and "no provisioning of %s is in progress" % tid in again.stdout
+    keys = seed.vault(lab).read("vps", "%s/admin_ssh" % tid).data["fingerprint"]
+    rerun = run_provision(lab, tenant, os.path.join(workdir, "rerun"), audit_file)
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-6000:]
+    record = seed.read_record(lab, tid)
+    assert record["last_provision"]["step"] == "welcome_sent" and len(seed.instances_named(lab, record["vps_name"])) == 1
+    assert seed.vault(lab).read("vps", "%s/admin_ssh" % tid).data["fingerprint"] == keys
