@@ -143,7 +143,7 @@ options:
   reason:
     description:
       - Why the tenant moves; needed to start a migration.
-      - V(provision) is the provisioning of a tenant that has no VPS yet (playbook C(penguinmails.vps.provision)): the
+      - V(provision) is the provisioning of a tenant that has no VPS yet (playbook C(penguinmails.vps.provision)); the
         record switches to the new VPS with C(provisioned_at) (not C(migrated_at)) and the completed run is kept as
         C(last_provision). A migration needs a tenant with a VPS, a provisioning one without.
     type: str
