@@ -16,7 +16,7 @@ import email.policy
 import os
 import secrets
 import signal
-import subprocess
+import uuid
 
 import pytest
 
@@ -25,6 +25,7 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.validators import
 from tests.lab import mail as lab_mail
 from tests.lab import seed
 from tests.lab.backup import backup_host
+from tests.support.ansible_run import run_playbook
 
 PLAYBOOK = "penguinmails.vps.provision"
 
@@ -84,10 +85,12 @@ def secrets_of(lab, tenant):
                                ("vps", "%s/admin_ssh" % tenant.tenant_id, "private_key"),
                                ("vps", "%s/tenant_ssh" % tenant.tenant_id, "private_key"),
                                ("vps", "%s/backup" % tenant.tenant_id, "restic_password")]:
-        secret = client.read_or_none(mount, path)
-        value = secret.data.get(field) if secret else None
-        if value:
-            values.append(value.splitlines()[1] if "PRIVATE KEY" in value else value)
+        meta = client.read_or_none(mount, path) and client.metadata(mount, path)
+        for version in range(1, int(meta["current_version"]) + 1 if meta else 1):
+            secret = client.read_or_none(mount, path, version=version)
+            value = secret.data.get(field) if secret else None
+            if value:
+                values.append(value.splitlines()[1] if "PRIVATE KEY" in value else value)
     for selector in client.list("dkim", tenant["domain"]):
         values.append(client.read("dkim", "%s/%s" % (tenant["domain"], selector)).data["private_key"].splitlines()[1])
     return values
@@ -111,8 +114,10 @@ def welcome_mails(lab, lab_host, tenant):
     return found
 
 
-def assert_provisioned(lab, tenant, workdir, audit_file):
-    """Every promise of a provisioned tenant; returns (its instance, its lab host)."""
+def assert_provisioned(lab, tenant, workdir, audit_file, certificates=False):
+    """Every promise of a provisioned tenant; returns (its instance, its lab host).
+
+    Certificate mode: root keeps no stored admin key (it was revoked in Vault once the VPS trusted the user CA)."""
     tid = tenant.tenant_id
     client = seed.vault(lab)
     record = seed.read_record(lab, tid)
@@ -139,13 +144,24 @@ def assert_provisioned(lab, tenant, workdir, audit_file):
     # SSH: both keys from Vault, confirmed; the admin key logs in as root, the host keys are recorded.
     admin = client.read("vps", "%s/admin_ssh" % tid).data
     tenant_key = client.read("vps", "%s/tenant_ssh" % tid).data
-    assert admin["installed_fingerprint"] == admin["fingerprint"]
     assert tenant_key["installed_fingerprint"] == tenant_key["fingerprint"]
     lab_host = seed.lab_host_name(lab, vps["serviceid"])
     with open(host_fs(lab, lab_host, "/home/%s/.ssh/authorized_keys" % tenant_account(tid))) as handle:
         assert tenant_key["public_key"].split()[1] in handle.read()
-    login = seed.ssh_admin(lab, tid, ip, "id -u", workdir)
-    assert login.returncode == 0 and login.stdout.strip() == "0", login.stderr
+    login = seed.ssh_with_key(tenant_key["private_key"], ip, "id -un", workdir, user=tenant_account(tid))
+    assert login.returncode == 0 and login.stdout.strip() == tenant_account(tid), login.stderr
+    if certificates:
+        assert record["ssh_auth"] == "certificates" and admin["state"] == "revoked" and "private_key" not in admin
+        with open(host_fs(lab, lab_host, "/root/.ssh/authorized_keys")) as handle:
+            root_keys = handle.read()
+        for version in range(1, int(client.metadata("vps", "%s/admin_ssh" % tid)["current_version"]) + 1):
+            old = client.read_or_none("vps", "%s/admin_ssh" % tid, version=version)
+            if old and old.data.get("public_key"):
+                assert old.data["public_key"].split()[1] not in root_keys
+    else:
+        assert admin["installed_fingerprint"] == admin["fingerprint"]
+        login = seed.ssh_admin(lab, tid, ip, "id -u", workdir)
+        assert login.returncode == 0 and login.stdout.strip() == "0", login.stderr
     assert record["host_keys"][ip] and record["host_key_fingerprints"][ip]
 
     # Mail: the DKIM key on the VPS byte for byte; SMTP AUTH with the password in Vault, a probe signed and verified.
@@ -173,6 +189,10 @@ def assert_provisioned(lab, tenant, workdir, audit_file):
 
     events = actions(audit_file, tenant)
     assert actions(audit_file, tenant, "vps_provisioned") == [("vps_provisioned", "success", "info")]
+    (provisioned,) = [event for event in seed.read_events(audit_file)
+                      if event["action"] == "vps_provisioned" and event.get("tenantId") == tid]
+    assert provisioned["details"]["mode"] == ("certificates" if certificates else "keys")
+    assert provisioned["details"]["new_vps_ip"] == ip and provisioned["details"]["domain"] == tenant["domain"]
     assert ("mail_backup_completed", "success", "info") in events
     assert ("host_key_recorded", "success", "info") in events
     assert ("provider_ssh_key_added", "success", "info") in events and ("provider_ssh_key_removed", "success", "info") in events
@@ -354,3 +374,47 @@ def test_abort_destroys_the_vps_and_says_what_stays_in_vault(lab, workdir, new_t
     record = seed.read_record(lab, tid)
     assert record["last_provision"]["step"] == "welcome_sent" and len(seed.instances_named(lab, record["vps_name"])) == 1
     assert seed.vault(lab).read("vps", "%s/admin_ssh" % tid).data["fingerprint"] == keys
+
+
+# ---------------------------------------------------------------------------------------
+# Certificate mode
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ca_mounts(lab, tmp_path_factory):
+    """User and host CA mounts of this module, as roles/vault_setup makes them."""
+    work = str(tmp_path_factory.mktemp("provcerts-ca"))
+    suffix = uuid.uuid4().hex[:6]
+    mounts = {"penguinmails_ssh_user_ca_mount": "psshu%s" % suffix, "penguinmails_ssh_host_ca_mount": "psshh%s" % suffix}
+    setup = run_playbook("""
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: The SSH CAs
+              ansible.builtin.include_role:
+                name: penguinmails.vps.vault_setup
+                tasks_from: ssh_ca
+              vars:
+                vault_setup_ssh_user_ca_mount: %(penguinmails_ssh_user_ca_mount)s
+                vault_setup_ssh_host_ca_mount: %(penguinmails_ssh_host_ca_mount)s
+        """ % mounts, env=lab.env(), tmp_path=work)
+    assert setup.returncode == 0, (setup.stdout + setup.stderr)[-4000:]
+    return mounts
+
+
+def test_a_tenant_is_provisioned_in_certificate_mode_and_root_keeps_no_stored_key(lab, workdir, new_tenant, ca_mounts):
+    tenant = new_tenant()
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    # Without a user CA key it is refused before anything is written.
+    refused = run_provision(lab, tenant, os.path.join(workdir, "noca"), audit_file, provision_ssh_auth="certificates",
+                            penguinmails_ssh_user_ca_mount="nosuchca")
+    assert refused.returncode != 0 and "certificate mode needs a user CA key in nosuchca" in refused.stdout
+    assert seed.read_record(lab, tenant.tenant_id) is None
+
+    proc = run_provision(lab, tenant, os.path.join(workdir, "provision"), audit_file, provision_ssh_auth="certificates",
+                         **ca_mounts)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
+    assert_provisioned(lab, tenant, workdir, audit_file, certificates=True)
+    assert ("ssh_certificate_signed", "success", "info") in actions(audit_file, tenant)
+    with open(audit_file) as handle:
+        assert_no_secrets(lab, tenant, output, handle.read())
