@@ -44,7 +44,7 @@ from ansible_collections.penguinmails.vps.plugins.module_utils.validators import
 )
 
 STATES = ("query", "present", "migrating", "migrated", "completed", "aborted")
-REASONS = ("compromise", "failure", "upgrade")
+REASONS = ("compromise", "failure", "upgrade", "provision")
 # The steps of penguinmails.vps.migrate, in order (playbooks/tasks/migrate/<step>.yml).
 STEPS = (
     "recorded",
@@ -61,6 +61,10 @@ STEPS = (
     "old_vps_wiped",
     "old_vps_destroyed",
 )
+# penguinmails.vps.provision runs on the same mechanism (reason ``provision``, a tenant without a VPS yet), with
+# steps of its own (playbooks/tasks/provision/<step>.yml); ORDER places every step of both workflows.
+PROVISION_STEPS = ("secrets_created", "first_backup", "welcome_sent")
+ORDER = STEPS[:2] + ("secrets_created",) + STEPS[2:10] + ("first_backup", "welcome_sent") + STEPS[10:]
 # A run holds the migration (migration.run) while it works; another run is refused until the owner is gone
 # (its process ended, on the same controller) or its lease expired (from another controller).
 DEFAULT_LEASE_MINUTES = 30
@@ -139,7 +143,7 @@ def next_server_name(tenant_id, data):
 
 
 def step_index(step):
-    return STEPS.index(step) if step in STEPS else -1
+    return ORDER.index(step) if step in ORDER else -1
 
 
 # ---------------------------------------------------------------------------------------
@@ -208,8 +212,8 @@ def _set_fields(data, request):
 def _mark_step(migration, step, now):
     if step is None:
         return
-    if step not in STEPS:
-        raise RecordError("invalid step %r: choose one of %s" % (step, ", ".join(STEPS)))
+    if step not in ORDER:
+        raise RecordError("invalid step %r: choose one of %s" % (step, ", ".join(ORDER)))
     steps = migration.setdefault("steps", {})
     if step not in steps:
         steps[step] = format_time(now, millis=True)
@@ -274,6 +278,11 @@ def _plan_migrating(tenant_id, before, data, version, now, request):
     if not migration:
         if reason is None:
             raise RecordError("starting a migration of %s needs a reason (%s)" % (tenant_id, ", ".join(REASONS)))
+        if reason == "provision" and (data.get("vps_id") or data.get("vps_ip")):
+            raise RecordError("%s has a VPS already (%s): it is provisioned; migrate it instead"
+                              % (tenant_id, data.get("vps_name") or data.get("vps_ip") or data.get("vps_id")))
+        if reason != "provision" and not (data.get("vps_id") or data.get("vps_ip")):
+            raise RecordError("%s has no VPS yet: provision it (penguinmails.vps.provision) before migrating it" % tenant_id)
         name = request.get("server_name")
         name = validate_server_name(name) if name else next_server_name(tenant_id, data)
         if name == data.get("vps_name"):
@@ -369,8 +378,11 @@ def _plan_migrated(tenant_id, before, data, version, now, request):
                 data.pop("previous_vps_%s" % field, None)
             else:
                 data["previous_vps_%s" % field] = old
-        data["migrated_at"] = format_time(now)
-        data["migration_reason"] = migration["reason"]
+        if migration["reason"] == "provision":
+            data["provisioned_at"] = format_time(now)
+        else:
+            data["migrated_at"] = format_time(now)
+            data["migration_reason"] = migration["reason"]
         for field in ("plan", "region"):
             if request.get(field) is not None:
                 data[field] = str(request[field])
@@ -415,7 +427,8 @@ def _plan_completed(tenant_id, before, data, version, now, request=None):
         )
     migration["completed_at"] = format_time(now, millis=True)
     migration.pop("run", None)
-    data["last_migration"] = migration
+    # A provisioning is not a move: migrate's "moved recently" rule reads last_migration only.
+    data["last_provision" if migration.get("reason") == "provision" else "last_migration"] = migration
     return Plan(before, data, version, resumed=True)
 
 

@@ -143,15 +143,19 @@ options:
   reason:
     description:
       - Why the tenant moves; needed to start a migration.
+      - V(provision) is the provisioning of a tenant that has no VPS yet (playbook C(penguinmails.vps.provision)); the
+        record switches to the new VPS with C(provisioned_at) (not C(migrated_at)) and the completed run is kept as
+        C(last_provision). A migration needs a tenant with a VPS, a provisioning one without.
     type: str
-    choices: [compromise, failure, upgrade]
+    choices: [compromise, failure, upgrade, provision]
   step:
     description:
       - The migration step reached (O(state=migrating) or O(state=migrated)). The record keeps the
         furthest step reached and the time each step was first reached.
+      - The playbook C(penguinmails.vps.provision) records its own steps C(secrets_created), C(first_backup) and C(welcome_sent) too.
     type: str
-    choices: [recorded, secrets_rotated, provisioned, ssh_access, mailu, dkim, mail_copied, verified, dns_switched, record_updated, final_delta,
-              old_vps_wiped, old_vps_destroyed]
+    choices: [recorded, secrets_rotated, secrets_created, provisioned, ssh_access, mailu, dkim, mail_copied, verified, dns_switched,
+              record_updated, first_backup, welcome_sent, final_delta, old_vps_wiped, old_vps_destroyed]
   server_name:
     description:
       - Server name of the new VPS when a migration starts (default C(pm-<tenant_id>-<n>)).
@@ -354,7 +358,7 @@ def main():
             dkim_selector=dict(type="str"),
             contact_email=dict(type="str"),
             reason=dict(type="str", choices=list(tenant_record.REASONS)),
-            step=dict(type="str", choices=list(tenant_record.STEPS)),
+            step=dict(type="str", choices=list(tenant_record.ORDER)),
             server_name=dict(type="str"),
             new_vps_id=dict(type="raw"),
             new_vps_ip=dict(type="str"),
