@@ -298,10 +298,12 @@ def mkdirs(path):
             pass
     made.add(path)
 def maildir(mailbox):
-    base = os.path.join(root, mailbox)
-    for sub in ("cur", "new", "tmp"):
-        mkdirs(os.path.join(base, sub))
-    return base
+    # A folder's account gets its INBOX too: Dovecot would deliver into an account directory without cur/new/tmp
+    # of its own by a rename that fails (a tenant whose mail is all in folders).
+    for box in {mailbox.split("/", 1)[0], mailbox}:
+        for sub in ("cur", "new", "tmp"):
+            mkdirs(os.path.join(root, box, sub))
+    return os.path.join(root, mailbox)
 known = {}
 def existing(mailbox, base):
     if mailbox not in known:

@@ -294,3 +294,14 @@ def test_the_final_delta_lists_only_what_changed_on_the_source(tmp_path):
     assert "%s/cur/0.M0.h:2," % USER not in tree(dst)
     full = ms.sync(local("old"), local("new"), "merge", root=src, target_root=dst)
     assert full["messages"] == 1 and "%s/cur/0.M0.h:2," % USER in tree(dst)
+
+
+def test_an_account_with_mail_only_in_folders_gets_an_inbox_dovecot_can_deliver_to(tmp_path):
+    """Seen in bench/migrate_mailbox.py: with every message in folders, the new VPS's INBOX had no new/, so
+    Dovecot's first delivery (its rename from tmp/ to new/) failed and the migration's verify probe never arrived."""
+    root = str(tmp_path / "dst")
+    subprocess.run(local("new").command(ms.receiver_command(root, "copy")), capture_output=True, check=True,
+                   input=stream([("%s/.Archive/cur/1.M1.h:2,S" % USER, b"archived"),
+                                 ("%s/.Archive/maildirfolder" % USER, b"")]))
+    for box in (USER, USER + "/.Archive"):
+        assert all(os.path.isdir(os.path.join(root, box, sub)) for sub in ("cur", "new", "tmp")), box
