@@ -13,6 +13,8 @@ import email
 import email.policy
 import os
 import signal
+import socket
+import subprocess
 
 import pytest
 
@@ -20,6 +22,7 @@ from tests.lab import mail as lab_mail
 from tests.lab import seed
 from tests.lab.backup import backup_host
 from tests.support import mailboxes
+from tests.support.wait import wait_until
 
 
 @pytest.fixture()
@@ -234,25 +237,114 @@ def test_accept_mail_loss_is_validated_like_the_other_inputs(lab, workdir):
     assert seed.read_record(lab, tenant.tenant_id) is None and seed.read_events(audit_file) == []
 
 
-def test_a_dead_old_vps_without_a_backup_stops_with_the_reason_before_the_switch(lab, workdir, tenant_of):
-    """Seen (issue 23): old VPS's sshd frozen, no backup, reason=failure: the run stopped at "Report what was moved"
-    with a template error ('dict object' has no attribute 'snapshot') instead of the intended message, because a
-    failed restore registered under failed_when: false did not look failed."""
-    tenant = tenant_of()
+def revive_sshd(lab, tenant):
+    """The old VPS answers again: its sshd is started anew (its host keys and authorized_keys are those it had)."""
+    host, ip = tenant["old_vps"]["lab_host"], tenant["old_vps"]["ip"]
+    lab.host_popen(host, ["/usr/sbin/sshd", "-D", "-E", "/var/log/sshd.log"],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: ssh_banner(ip), 30, "the old VPS's sshd on %s" % ip)
+
+
+def ssh_banner(ip):
+    try:
+        with socket.create_connection((ip, 22), timeout=1) as sock:
+            sock.settimeout(2)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def counts(ip, user, password):
+    """Messages per folder as IMAP counts them (a duplicate Message-ID counts twice)."""
+    imap = mailboxes.connect(ip, user, password)
+    try:
+        found = {}
+        for folder in mailboxes.view(ip, user, password)[0]:
+            typ, data = imap.select('"%s"' % folder, readonly=True)
+            assert typ == "OK", data
+            found[folder] = int(data[0])
+        return found
+    finally:
+        imap.logout()
+
+
+def old_intact(lab, tenant, before):
+    """The old VPS is neither wiped nor destroyed: listed, running, its mail all there (seen over IMAP)."""
     old = tenant["old_vps"]
-    fill(tenant, "z", inbox=1, archive=1, smtp=0)
+    assert len(seed.instances_named(lab, old["name"])) == 1 and lab.host(old["lab_host"])["running"]
+    now, _uids = mailboxes.view(old["ip"], tenant["admin_user"], tenant["seed_password"])
+    for folder, messages in before.items():
+        assert set(messages) <= set(now[folder]), folder
+
+
+def assert_merged(lab, tenant, before, meanwhile):
+    """Every message the old VPS had is in the live mailbox with its flags, next to the mail that arrived meanwhile,
+    each message once."""
+    user, password = tenant["admin_user"], tenant["seed_password"]
+    new_ip = new_ip_of(lab, tenant)
+    after, _uids = mailboxes.view(new_ip, user, password)
+    for folder, messages in before.items():
+        for message_id, flags in messages.items():
+            assert after[folder].get(message_id) == flags, (folder, message_id, flags, after[folder].get(message_id))
+    for message_id, flags in meanwhile.items():
+        assert after["INBOX"].get(message_id) == flags, (message_id, flags, after["INBOX"].get(message_id))
+    assert counts(new_ip, user, password) == {folder: len(messages) for folder, messages in after.items()}  # no duplicate
+
+
+def test_a_dead_old_vps_without_a_backup_gets_service_first_and_its_mail_merged_when_it_answers(lab, workdir, tenant_of):
+    """Issue 23: old VPS dead, no backup. Before, the run stopped before the DNS switch and the tenant had no mail
+    service until someone brought the old VPS back. Now the new VPS serves at once; the old VPS is kept untouched; the
+    rerun after it answers again merges its mail into the live mailbox, then wipes it."""
+    tenant = tenant_of()
+    user, password, old = tenant["admin_user"], tenant["seed_password"], tenant["old_vps"]
+    before, _uids = fill(tenant, "z", inbox=3, archive=2, smtp=1)
     kill_sshd(lab, tenant)
     audit_file = os.path.join(workdir, "audit.jsonl")
-    proc = seed.run_migrate(lab, tenant, workdir, reason="failure", audit_file=audit_file)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output[-5000:]
-    assert "has no attribute" not in output
-    assert "does not answer" in output and "no backup can be restored" in output, output[-5000:]
-    assert "migrate_accept_mail_loss=true" in output
-    (failed,) = events_of(audit_file, tenant, "vps_migration_failed")
-    assert failed["details"]["step"] == "mail_copied" and failed["severity"] == "critical"
-    assert events_of(audit_file, tenant, "mail_copied") == [] and events_of(audit_file, tenant, "mail_loss_accepted") == []
-    # Before the DNS switch nothing of the old VPS or DNS changed.
-    assert seed.dns_query(lab, tenant["mail_host"] + ".", "A") == [old["ip"]]
+    first = seed.run_migrate(lab, tenant, os.path.join(workdir, "first"), reason="failure", audit_file=audit_file)
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output[-5000:]
+    assert "has no attribute" not in output and "with mail pending" in output
+
+    # Service first: DNS names the new VPS, which took SMTP AUTH and signed with DKIM (step verified) and delivers.
+    new_ip = new_ip_of(lab, tenant)
+    assert new_ip != old["ip"] and seed.dns_query(lab, tenant["mail_host"] + ".", "A") == [new_ip]
+    (completed,) = events_of(audit_file, tenant, "vps_migration_completed")
+    details = completed["details"]
+    assert completed["severity"] == "warning" and completed["status"] == "success"
+    assert details["mail_pending"] is True and details["rpo"] == "unknown_until_merged" and details["rpo_seconds"] is None
+    assert details["mail_source"] == "none" and details["mail_loss_accepted"] is False
+    assert details["old_vps_wiped"] is False and details["old_vps_destroyed"] is False
+    record = seed.read_record(lab, tenant.tenant_id)
+    assert record["migration"]["step"] == "record_updated" and "run" not in record["migration"]
+    assert record["migration"]["notes"]["mail_pending"] is True and record["migration"]["notes"]["dkim_verified"] is True
+    assert events_of(audit_file, tenant, "mail_loss_accepted") == [] and events_of(audit_file, tenant, "vps_migration_failed") == []
+    meanwhile = {"<z-new%d@test>" % n: frozenset() for n in range(2)}
+    for message_id in meanwhile:
+        mailboxes.send(new_ip, user, message_id)
+    mailboxes.wait_for(new_ip, user, password, list(meanwhile))
+    body = notice(lab, tenant)
+    assert "still to come" in body and "No mail was lost" not in body and "could not be recovered" not in body
+    # Nothing of the old VPS was wiped or destroyed while its mail may still be on it.
+    old_intact(lab, tenant, before)
+
+    # A message reaches the old VPS while it is cut off (a sender with a stale DNS answer).
+    mailboxes.send(old["ip"], user, "<z-late@test>")
+    mailboxes.wait_for(old["ip"], user, password, ["<z-late@test>"])
+    before, _uids = mailboxes.view(old["ip"], user, password)
+
+    revive_sshd(lab, tenant)
+    again = seed.run_migrate(lab, tenant, os.path.join(workdir, "again"), reason="failure", audit_file=audit_file)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
+    assert_merged(lab, tenant, before, meanwhile)
+    (delta,) = events_of(audit_file, tenant, "mail_delta_copied")
+    assert delta["details"]["messages"] == sum(len(box) for box in before.values()) == 7
+    assert delta["details"]["pending_since"] == record["migration"]["notes"]["service_restored_at"]
+    (merged,) = events_of(audit_file, tenant, "vps_migration_mail_merged")
+    assert merged["details"]["rpo_seconds"] == 0 and merged["details"]["mail_loss_accepted"] is False
+    assert merged["details"]["old_vps_wiped"] is True and merged["details"]["old_vps_destroyed"] is False
+    assert len(events_of(audit_file, tenant, "vps_migration_completed")) == 1  # completed once, merged later
+    # Then the old VPS is wiped (reason=failure keeps it, wiped).
     assert len(seed.instances_named(lab, old["name"])) == 1
-    assert os.listdir(os.path.join(lab.state_dir, "hosts", old["lab_host"], "fs", "mailu", "mail"))
+    assert os.listdir(os.path.join(lab.state_dir, "hosts", old["lab_host"], "fs", "mailu")) == []
+    record = seed.read_record(lab, tenant.tenant_id)
+    assert "migration" not in record and record["last_migration"]["notes"]["mail_pending"] is False
