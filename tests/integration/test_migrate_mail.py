@@ -348,3 +348,76 @@ def test_a_dead_old_vps_without_a_backup_gets_service_first_and_its_mail_merged_
     assert os.listdir(os.path.join(lab.state_dir, "hosts", old["lab_host"], "fs", "mailu")) == []
     record = seed.read_record(lab, tenant.tenant_id)
     assert "migration" not in record and record["last_migration"]["notes"]["mail_pending"] is False
+
+
+def add_flag(ip, user, password, folder, message_id, flag):
+    """Set ``flag`` on one message over IMAP, as the tenant's mail client does."""
+    imap = mailboxes.connect(ip, user, password)
+    try:
+        typ, data = imap.select('"%s"' % folder)
+        assert typ == "OK", data
+        typ, found = imap.uid("SEARCH", "HEADER", "Message-ID", message_id)
+        assert typ == "OK" and len(found[0].split()) == 1, found
+        typ, data = imap.uid("STORE", found[0].split()[0].decode(), "+FLAGS", "(%s)" % flag)
+        assert typ == "OK", data
+    finally:
+        imap.logout()
+
+
+def test_a_dead_old_vps_with_an_older_backup_is_restored_first_and_the_later_mail_merged_when_it_answers(lab, workdir, tenant_of):
+    """Issue 23: after a restore from the latest snapshot, the mail that reached the old VPS after it was never
+    brought over. Now the service is restored from the snapshot, and the rerun after the old VPS answers again merges
+    the later mail (and flags set there since) into the live mailbox: nothing twice, the new mail untouched."""
+    tenant = tenant_of()
+    user, password, old = tenant["admin_user"], tenant["seed_password"], tenant["old_vps"]
+    backup = backup_host(lab)
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    snapshot_view, _uids = fill(tenant, "h", inbox=3, archive=2, smtp=1)
+    taken = seed.run_lab_playbook(lab, tenant, os.path.join(workdir, "backup"), "penguinmails.vps.backup",
+                                  extra_vars=backup["vars"], audit_file=audit_file)
+    assert taken.returncode == 0, (taken.stdout + taken.stderr)[-4000:]
+    (snapshot,) = events_of(audit_file, tenant, "mail_backup_completed")
+    # The hour after the backup: new mail on the old VPS, a message flagged there; then it dies.
+    later = ["<h-later%d@test>" % n for n in range(2)]
+    for message_id in later:
+        mailboxes.send(old["ip"], user, message_id)
+    mailboxes.wait_for(old["ip"], user, password, later)
+    add_flag(old["ip"], user, password, "Archive", "<h-ar1@test>", r"\Flagged")
+    before, _uids = mailboxes.view(old["ip"], user, password)
+    assert before["Archive"]["<h-ar1@test>"] == snapshot_view["Archive"]["<h-ar1@test>"] | {r"\Flagged"}
+    kill_sshd(lab, tenant)
+
+    first = seed.run_migrate(lab, tenant, os.path.join(workdir, "first"), reason="failure", audit_file=audit_file,
+                             extra_vars=backup["vars"])
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output[-5000:]
+    new_ip = new_ip_of(lab, tenant)
+    restored, _uids = mailboxes.view(new_ip, user, password)
+    for folder, messages in snapshot_view.items():  # service restored from the snapshot
+        for message_id, flags in messages.items():
+            assert restored[folder].get(message_id) == flags
+    assert not set(later) & set(restored["INBOX"])  # not yet: still on the old VPS
+    (copied,) = events_of(audit_file, tenant, "mail_copied")
+    assert copied["details"]["source"] == "backup" and copied["details"]["snapshot_id"] == snapshot["details"]["snapshot_id"]
+    (completed,) = events_of(audit_file, tenant, "vps_migration_completed")
+    assert completed["details"]["mail_source"] == "backup" and completed["details"]["mail_pending"] is True
+    assert completed["details"]["rpo_seconds"] is None and completed["details"]["rpo"] == "unknown_until_merged"
+    assert events_of(audit_file, tenant, "mail_loss_accepted") == []
+    body = notice(lab, tenant)
+    assert "restored from the backup of %s" % snapshot["details"]["snapshot_time"] in body and "still to come" in body
+    old_intact(lab, tenant, before)
+    meanwhile = {"<h-new0@test>": frozenset()}
+    mailboxes.send(new_ip, user, "<h-new0@test>")
+    mailboxes.wait_for(new_ip, user, password, list(meanwhile))
+
+    revive_sshd(lab, tenant)
+    again = seed.run_migrate(lab, tenant, os.path.join(workdir, "again"), reason="failure", audit_file=audit_file,
+                             extra_vars=backup["vars"])
+    assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
+    assert_merged(lab, tenant, before, meanwhile)
+    (delta,) = events_of(audit_file, tenant, "mail_delta_copied")
+    assert delta["details"]["messages"] == len(later) and delta["details"]["flag_updates"] >= 1
+    (merged,) = events_of(audit_file, tenant, "vps_migration_mail_merged")
+    assert merged["details"]["mail_source"] == "backup" and merged["details"]["rpo_seconds"] == 0
+    assert merged["details"]["old_vps_wiped"] is True
+    assert os.listdir(os.path.join(lab.state_dir, "hosts", old["lab_host"], "fs", "mailu")) == []
