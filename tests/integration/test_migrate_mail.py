@@ -350,6 +350,9 @@ def test_a_dead_old_vps_without_a_backup_gets_service_first_and_its_mail_merged_
     assert "migration" not in record and record["last_migration"]["notes"]["mail_pending"] is False
 
 
+MERGE = "penguinmails.vps.mail_merge"
+
+
 def add_flag(ip, user, password, folder, message_id, flag):
     """Set ``flag`` on one message over IMAP, as the tenant's mail client does."""
     imap = mailboxes.connect(ip, user, password)
@@ -366,8 +369,9 @@ def add_flag(ip, user, password, folder, message_id, flag):
 
 def test_a_dead_old_vps_with_an_older_backup_is_restored_first_and_the_later_mail_merged_when_it_answers(lab, workdir, tenant_of):
     """Issue 23: after a restore from the latest snapshot, the mail that reached the old VPS after it was never
-    brought over. Now the service is restored from the snapshot, and the rerun after the old VPS answers again merges
-    the later mail (and flags set there since) into the live mailbox: nothing twice, the new mail untouched."""
+    brought over. Now the service is restored from the snapshot, and penguinmails.vps.mail_merge, once the old VPS
+    answers again, merges the later mail (and flags set there since) into the live mailbox: nothing twice, the new
+    mail untouched; then the old VPS is wiped."""
     tenant = tenant_of()
     user, password, old = tenant["admin_user"], tenant["seed_password"], tenant["old_vps"]
     backup = backup_host(lab)
@@ -410,9 +414,17 @@ def test_a_dead_old_vps_with_an_older_backup_is_restored_first_and_the_later_mai
     mailboxes.send(new_ip, user, "<h-new0@test>")
     mailboxes.wait_for(new_ip, user, password, list(meanwhile))
 
+    # penguinmails.vps.mail_merge while the old VPS is still dead: nothing changes, the mail stays pending.
+    waiting = seed.run_lab_playbook(lab, tenant, os.path.join(workdir, "waiting"), MERGE, audit_file=audit_file)
+    assert waiting.returncode == 0, (waiting.stdout + waiting.stderr)[-5000:]
+    assert "still does not answer" in waiting.stdout
+    old_intact(lab, tenant, before)
+    assert seed.read_record(lab, tenant.tenant_id)["migration"]["notes"]["mail_pending"] is True
+    assert events_of(audit_file, tenant, "vps_migration_mail_merged") == [] and len(events_of(audit_file, tenant,
+                                                                                               "vps_migration_completed")) == 1
+
     revive_sshd(lab, tenant)
-    again = seed.run_migrate(lab, tenant, os.path.join(workdir, "again"), reason="failure", audit_file=audit_file,
-                             extra_vars=backup["vars"])
+    again = seed.run_lab_playbook(lab, tenant, os.path.join(workdir, "again"), MERGE, audit_file=audit_file)
     assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
     assert_merged(lab, tenant, before, meanwhile)
     (delta,) = events_of(audit_file, tenant, "mail_delta_copied")
@@ -420,4 +432,18 @@ def test_a_dead_old_vps_with_an_older_backup_is_restored_first_and_the_later_mai
     (merged,) = events_of(audit_file, tenant, "vps_migration_mail_merged")
     assert merged["details"]["mail_source"] == "backup" and merged["details"]["rpo_seconds"] == 0
     assert merged["details"]["old_vps_wiped"] is True
+    assert "migration" not in seed.read_record(lab, tenant.tenant_id)
     assert os.listdir(os.path.join(lab.state_dir, "hosts", old["lab_host"], "fs", "mailu")) == []
+
+
+def test_mail_merge_refuses_a_tenant_without_mail_pending(lab, workdir, tenant_of):
+    tenant = tenant_of()
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    proc = seed.run_lab_playbook(lab, tenant, workdir, MERGE, audit_file=audit_file)
+    assert proc.returncode == 2, (proc.stdout + proc.stderr)[-4000:]
+    assert "%s has no migration with mail pending" % tenant.tenant_id in proc.stdout
+    assert "Nothing was ordered or changed" in proc.stdout
+    (failed,) = events_of(audit_file, tenant, "vps_migration_failed")
+    assert failed["severity"] == "warning" and failed["details"]["step"] == "preflight"
+    assert "migration" not in seed.read_record(lab, tenant.tenant_id)
+    assert lab.host(tenant["old_vps"]["lab_host"])["running"]
