@@ -36,6 +36,22 @@ def integer_error(value, name, minimum=None, maximum=None):
     return ""
 
 
+def number_error(value, name, minimum=None):
+    """'' when ``value`` is a finite number above ``minimum`` (exclusive; an int, a float or a decimal string), else the
+    one rule it breaks."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return "%s must be a number, not %s" % (name, _show(value))
+    try:
+        number = float(value)
+    except ValueError:
+        return "%s must be a number, not %s" % (name, _show(value))
+    if number != number or number in (float("inf"), float("-inf")):
+        return "%s must be a number, not %s" % (name, _show(value))
+    if minimum is not None and number <= minimum:
+        return "%s must be more than %s, not %s" % (name, minimum, _show(value))
+    return ""
+
+
 def choice_error(value, name, choices):
     """'' when ``value`` is one of ``choices``, else the rule."""
     if value in choices:
@@ -104,6 +120,7 @@ class FilterModule(object):
         return {
             "tenant_id_error": tenant_id_error,
             "integer_error": integer_error,
+            "number_error": number_error,
             "choice_error": choice_error,
             "first_error": first_error,
             "tenant_account": tenant_account,

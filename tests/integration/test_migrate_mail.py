@@ -102,7 +102,9 @@ def test_upgrade_moves_every_message_with_flags_uids_and_the_mail_sent_during_th
     before, before_uids = fill(tenant, "n")
     assert sum(len(box) for box in before.values()) == 9 and before["Archive"]
     audit_file = os.path.join(workdir, "audit.jsonl")
-    proc = seed.run_migrate(lab, tenant, workdir, reason="upgrade", audit_file=audit_file, popen="pipe")
+    # An RTO of a minute at a copy rate of 10 bytes/s: the preflight warns (advisory), and the run goes on.
+    proc = seed.run_migrate(lab, tenant, workdir, reason="upgrade", audit_file=audit_file, popen="pipe",
+                            extra_vars={"migrate_rto": 60, "migrate_copy_rate_mbps": "0.00001"})
     output = run_until(proc, "TASK [Point the mail host's A record")
     # Verified, the DNS switch under way: the run is held while three more messages reach the old VPS.
     os.killpg(proc.pid, signal.SIGSTOP)
@@ -138,6 +140,11 @@ def test_upgrade_moves_every_message_with_flags_uids_and_the_mail_sent_during_th
     assert completed["details"]["rpo_seconds"] == 0 and completed["details"]["mail_loss_accepted"] is False
     assert events_of(audit_file, tenant, "mail_loss_accepted") == []
     assert "9 messages" in output and "final delta 3 messages" in output
+    (rto,) = events_of(audit_file, tenant, "vps_migration_rto_exceeded")
+    assert rto["severity"] == "warning" and rto["details"]["size_source"] == "old_vps"
+    assert rto["details"]["mailbox_bytes"] > 0 and rto["details"]["rto_seconds"] == 60
+    assert rto["details"]["estimated_seconds"] == -(-rto["details"]["mailbox_bytes"] // 10) > 60
+    assert "the migration would exceed its RTO" in output
     record = seed.read_record(lab, tenant.tenant_id)["last_migration"]
     at = record["steps"]  # step -> when it was done (ms)
     assert at["dkim"] < at["mail_copied"] < at["verified"] < at["dns_switched"]
@@ -291,6 +298,21 @@ def assert_merged(lab, tenant, before, meanwhile):
     assert counts(new_ip, user, password) == {folder: len(messages) for folder, messages in after.items()}  # no duplicate
 
 
+@pytest.mark.parametrize("name,value,rule", [
+    ("migrate_rto", "1h", "migrate_rto must be a whole number, not '1h'"),
+    ("migrate_rto", 30, "migrate_rto must be at least 60, not 30"),
+    ("migrate_copy_rate_mbps", "fast", "migrate_copy_rate_mbps must be a number, not 'fast'"),
+    ("migrate_copy_rate_mbps", 0, "migrate_copy_rate_mbps must be more than 0, not 0"),
+])
+def test_the_rto_inputs_are_validated_like_the_other_inputs(lab, workdir, name, value, rule):
+    tenant = seed.Tenant(tenant_id="tvalid2")
+    audit_file = os.path.join(workdir, "audit.jsonl")
+    proc = seed.run_migrate(lab, tenant, workdir, reason="upgrade", audit_file=audit_file, extra_vars={name: value})
+    assert proc.returncode == 2
+    assert "migrate: %s" % rule in proc.stdout, proc.stdout[-3000:]
+    assert seed.read_record(lab, tenant.tenant_id) is None and seed.read_events(audit_file) == []
+
+
 def test_a_dead_old_vps_without_a_backup_gets_service_first_and_its_mail_merged_when_it_answers(lab, workdir, tenant_of):
     """Issue 23: old VPS dead, no backup. Before, the run stopped before the DNS switch and the tenant had no mail
     service until someone brought the old VPS back. Now the new VPS serves at once; the old VPS is kept untouched; the
@@ -304,6 +326,7 @@ def test_a_dead_old_vps_without_a_backup_gets_service_first_and_its_mail_merged_
     output = first.stdout + first.stderr
     assert first.returncode == 0, output[-5000:]
     assert "has no attribute" not in output and "with mail pending" in output
+    assert "the mailbox size is unknown" in output and events_of(audit_file, tenant, "vps_migration_rto_exceeded") == []
 
     # Service first: DNS names the new VPS, which took SMTP AUTH and signed with DKIM (step verified) and delivers.
     new_ip = new_ip_of(lab, tenant)
@@ -392,7 +415,7 @@ def test_a_dead_old_vps_with_an_older_backup_is_restored_first_and_the_later_mai
     kill_sshd(lab, tenant)
 
     first = seed.run_migrate(lab, tenant, os.path.join(workdir, "first"), reason="failure", audit_file=audit_file,
-                             extra_vars=backup["vars"])
+                             extra_vars=dict(backup["vars"], migrate_rto=60, migrate_copy_rate_mbps=0.000001))
     output = first.stdout + first.stderr
     assert first.returncode == 0, output[-5000:]
     new_ip = new_ip_of(lab, tenant)
@@ -403,6 +426,11 @@ def test_a_dead_old_vps_with_an_older_backup_is_restored_first_and_the_later_mai
     assert not set(later) & set(restored["INBOX"])  # not yet: still on the old VPS
     (copied,) = events_of(audit_file, tenant, "mail_copied")
     assert copied["details"]["source"] == "backup" and copied["details"]["snapshot_id"] == snapshot["details"]["snapshot_id"]
+    # The RTO estimate took the snapshot's size (the old VPS did not answer).
+    rto_events = events_of(audit_file, tenant, "vps_migration_rto_exceeded")
+    assert len(rto_events) == 1, [line for line in output.splitlines() if "RTO" in line]
+    (rto,) = rto_events
+    assert rto["details"]["size_source"] == "backup" and rto["details"]["mailbox_bytes"] == snapshot["details"]["bytes"]
     (completed,) = events_of(audit_file, tenant, "vps_migration_completed")
     assert completed["details"]["mail_source"] == "backup" and completed["details"]["mail_pending"] is True
     assert completed["details"]["rpo_seconds"] is None and completed["details"]["rpo"] == "unknown_until_merged"
