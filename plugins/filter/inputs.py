@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import re
 import time
 
@@ -45,7 +46,7 @@ def number_error(value, name, minimum=None):
         number = float(value)
     except ValueError:
         return "%s must be a number, not %s" % (name, _show(value))
-    if number != number or number in (float("inf"), float("-inf")):
+    if math.isnan(number) or math.isinf(number):
         return "%s must be a number, not %s" % (name, _show(value))
     if minimum is not None and number <= minimum:
         return "%s must be more than %s, not %s" % (name, minimum, _show(value))

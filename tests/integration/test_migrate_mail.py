@@ -448,8 +448,8 @@ def test_a_dead_old_vps_with_an_older_backup_is_restored_first_and_the_later_mai
     assert "still does not answer" in waiting.stdout
     old_intact(lab, tenant, before)
     assert seed.read_record(lab, tenant.tenant_id)["migration"]["notes"]["mail_pending"] is True
-    assert events_of(audit_file, tenant, "vps_migration_mail_merged") == [] and len(events_of(audit_file, tenant,
-                                                                                               "vps_migration_completed")) == 1
+    assert events_of(audit_file, tenant, "vps_migration_mail_merged") == []
+    assert len(events_of(audit_file, tenant, "vps_migration_completed")) == 1
 
     revive_sshd(lab, tenant)
     again = seed.run_lab_playbook(lab, tenant, os.path.join(workdir, "again"), MERGE, audit_file=audit_file)
