@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import re
 import time
 
@@ -33,6 +34,22 @@ def integer_error(value, name, minimum=None, maximum=None):
         return "%s must be at least %d, not %d" % (name, minimum, number)
     if maximum is not None and number > maximum:
         return "%s must be at most %d, not %d" % (name, maximum, number)
+    return ""
+
+
+def number_error(value, name, minimum=None):
+    """'' when ``value`` is a finite number above ``minimum`` (exclusive; an int, a float or a decimal string), else the
+    one rule it breaks."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return "%s must be a number, not %s" % (name, _show(value))
+    try:
+        number = float(value)
+    except ValueError:
+        return "%s must be a number, not %s" % (name, _show(value))
+    if math.isnan(number) or math.isinf(number):
+        return "%s must be a number, not %s" % (name, _show(value))
+    if minimum is not None and number <= minimum:
+        return "%s must be more than %s, not %s" % (name, minimum, _show(value))
     return ""
 
 
@@ -104,6 +121,7 @@ class FilterModule(object):
         return {
             "tenant_id_error": tenant_id_error,
             "integer_error": integer_error,
+            "number_error": number_error,
             "choice_error": choice_error,
             "first_error": first_error,
             "tenant_account": tenant_account,
