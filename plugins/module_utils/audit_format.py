@@ -56,7 +56,7 @@ ACTIONS = {
     "ssh_key_regenerated": (None, _SSH_KEY_FIELDS),
     "ssh_key_revoked": (None, ("roles", "vault_changed", "host_changed", "removed_keys", "fingerprint")),
     "ssh_key_download": (None, ("output", "fingerprint", "downloaded_at", "wrap_creation_path", "key_version", "self_service",
-                                "attempt")),
+                                "attempt", "vault_request_id")),
     "ssh_credentials_viewed": (None, ("fingerprint", "viewer")),
     "host_key_recorded": (None, ("fingerprints", "server_name")),
     "tenant_notified": (None, ("event",)),

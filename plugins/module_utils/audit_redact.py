@@ -24,6 +24,10 @@ _SECRET_KEY_RE = re.compile(
 # Keys that match the pattern above but only ever hold public or descriptive values.
 _PUBLIC_KEYS = frozenset(("token_type", "token_policies", "tokenless", "secret_path", "password_set", "secrettype",
                           "secret_type", "passwordreset", "password_reset"))
+# Identifiers Vault writes in its own audit log (details.vault_request_id): kept when the value is exactly a UUID, so
+# the collection's event and Vault's entry can be matched; anything else under the key is redacted like any string.
+_VAULT_ID_KEYS = frozenset(("vault_request_id",))
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 # In a name/value pair ({"name": "SMTP_PASSWORD", "value": ...}) the value is a secret when the name is.
 _PAIR_NAME_KEYS = ("name", "key", "id", "field", "param", "parameter", "variable", "var", "env")
 _PAIR_VALUE_KEYS = frozenset(("value", "val", "data", "content", "default"))
@@ -216,6 +220,8 @@ def _redact(value, hidden, depth):
             secret = is_secret_key(name) or (pair_secret and name.lower() in _PAIR_VALUE_KEYS)
             if secret and item is not None and not isinstance(item, bool) and item != "":
                 shown = REDACTED
+            elif name in _VAULT_ID_KEYS and isinstance(item, str) and _UUID_RE.match(item):
+                shown = item
             else:
                 shown = _redact(item, hidden, depth + 1)
             label = _redact_string(name, hidden)

@@ -226,6 +226,9 @@ def test_download_once_then_refused_until_regenerate(tenant_env):
         (t.tenant_id, "file", "success"), (t.tenant_id, "file", "failure"), (t.tenant_id, "wrap", "failure"),
         (t.tenant_id, "wrap", "success")]
     assert all("already downloaded" in e["details"]["error"] for e in events if e["status"] == "failure")
+    # The file download names the read that handed the key out, as Vault's own audit log has it; a wrapped one has none.
+    assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", events[0]["details"]["vault_request_id"])
+    assert events[3]["details"]["vault_request_id"] is None
 
 
 def test_two_concurrent_rotations_exactly_one_wins(tenant_env):

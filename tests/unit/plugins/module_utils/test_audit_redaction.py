@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.penguinmails.vps.plugins.module_utils import audit
+from ansible_collections.penguinmails.vps.plugins.module_utils import audit, audit_redact
 from tests.support.receivers import SmtpServer, SyslogReceiver, Webhook
 from tests.support.tls import TestCA
 from tests.support.wait import wait_until
@@ -164,3 +164,14 @@ def test_no_generated_secret_reaches_any_sink(sinks, case, critical):
         for needle in needles:
             assert needle not in text and needle not in decoded, "%s leaked into %s" % (needle[:12] + "...", where)
     assert json.loads(received["file"].splitlines()[-1])["action"] == action
+
+
+def test_vaults_request_id_is_kept_only_as_an_exact_uuid_under_its_own_key():
+    """details.vault_request_id matches the event with Vault's own audit log; a UUID elsewhere (an AppRole
+    secret_id looks the same) and anything but a UUID under that key stay redacted."""
+    request_id = "0f6b8c2e-5d1a-4c3b-9a7e-2b4d6f8a1c3e"
+    kept = audit_redact.redact({"vault_request_id": request_id, "secret_id": request_id, "note": request_id})
+    assert kept["vault_request_id"] == request_id
+    assert kept["secret_id"] == audit_redact.REDACTED and request_id not in kept["note"]
+    forged = audit_redact.redact({"vault_request_id": "s.Abc123Xyz789Qwe456Rty0Uio " + request_id})
+    assert request_id not in forged["vault_request_id"]
