@@ -12,6 +12,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -190,6 +191,8 @@ def test_failure_restores_the_latest_backup_and_reports_its_rpo(lab, workdir, te
     assert [(e["severity"], e["details"]["step"]) for e in events_of(audit_file, tenant, "mail_loss_accepted")] == [
         ("critical", "final_delta")]
     assert "RPO %d s" % rpo in output
+    # The restore showed its progress while it ran (the action plugin relays the module's lines).
+    assert re.search(r"\[localhost\] mail restore: 9/9 messages, [0-9.]+/[0-9.]+ MB, [0-9.]+ MB/s, done", output), output[-5000:]
     body = notice(lab, tenant)
     assert "restored from the backup of %s" % snapshot["details"]["snapshot_time"] in body
     assert "could not be recovered" in body and "No mail was lost" not in body
