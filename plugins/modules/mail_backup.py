@@ -30,6 +30,7 @@ extends_documentation_fragment:
   - penguinmails.vps.vault
   - penguinmails.vps.attributes
   - penguinmails.vps.attributes.action_group
+  - penguinmails.vps.attributes.action
 attributes:
   check_mode:
     support: partial
@@ -37,6 +38,8 @@ attributes:
   diff_mode:
     support: none
     details: No diff is returned.
+  action:
+    details: The module runs on the controller; its action plugin shows a restore's progress while it runs.
 options:
   tenant_id:
     description:
