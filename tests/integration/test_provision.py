@@ -296,8 +296,8 @@ def test_bad_input_is_refused_with_its_rule_and_changes_nothing(lab, workdir, ne
     # Nothing was written to Vault or ordered at Hostwinds; a refusal after the input check is audited as a warning.
     assert vault_listing(lab) == before
     assert seed.hostwinds_lab(lab, "/lab/calls") == calls
-    assert not [item for item in seed.instances(lab) if item["srvrname"].startswith(("pm-%s-" % good.tenant_id,
-                                                                                       "pm-%s-" % duplicate.tenant_id))]
+    prefixes = ("pm-%s-" % good.tenant_id, "pm-%s-" % duplicate.tenant_id)
+    assert not [item for item in seed.instances(lab) if item["srvrname"].startswith(prefixes)]
     refused = [(event["action"], event["severity"], event["details"]["stage"]) for event in seed.read_events(audit_file)
                if event["action"].startswith("vps_provision")]
     assert refused and set(refused) == {("vps_provisioning_failed", "warning", "preflight")}
